@@ -1,0 +1,527 @@
+//! Configuration: YAML file → validated [`Config`].
+//!
+//! Owns: the file format of CONTRACT.md (unknown keys are errors), defaults (`DEFAULT_*`),
+//! and error messages naming file, line and key. `check-config`, start-up, SIGHUP and
+//! `POST /-/reload` all go through [`load`] / [`parse`].
+//! Not here: acting on the config (`scheduler`), next-hop syntax (`target`).
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+use crate::target::{glob_match, normalize_name, NextHop, DEFAULT_PORT};
+
+pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub const DEFAULT_CONCURRENCY: usize = 32;
+pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+/// Used when /etc/resolv.conf names no server (as glibc does).
+pub const FALLBACK_RESOLVER: &str = "127.0.0.1:53";
+/// Ceiling on targets, against a config that would exhaust memory.
+pub const MAX_TARGETS: usize = 1_000_000;
+
+/// The sidecar default: probe the local MTA, no DNS needed.
+pub const EMBEDDED_DEFAULT: &str = "\
+# Embedded default: the sidecar case. Probes the local MTA on 127.0.0.1:25.
+interval: 1m
+timeout: 30s
+concurrency: 4
+targets:
+  - address: 127.0.0.1
+    port: 25
+";
+
+/// How DNSSEC state is established.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Validation {
+    /// Trust the AD bit of a local validating resolver.
+    #[default]
+    Upstream,
+    /// Validate in-process from trust anchors, against a non-validating recursive resolver.
+    Local,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    pub resolver: SocketAddr,
+    pub validation: Validation,
+    /// Local mode: DNSKEY records in presentation format; `None` = the IANA root keys.
+    pub trust_anchor: Option<PathBuf>,
+}
+
+/// One configured target.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Target {
+    /// The `target` label: canonical next-hop form.
+    pub name: String,
+    pub hop: NextHop,
+}
+
+impl Target {
+    pub fn new(hop: NextHop) -> Self {
+        Self {
+            name: hop.to_string(),
+            hop,
+        }
+    }
+}
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    /// Where it came from: a path or `<embedded default>`.
+    pub source: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub concurrency: usize,
+    pub dns: DnsConfig,
+    pub helo_name: String,
+    pub ca_file: Option<PathBuf>,
+    pub probe_allow: Vec<String>,
+    pub targets: Vec<Target>,
+}
+
+impl Config {
+    /// May `/probe` probe this next hop? Configured targets always; others when a
+    /// `probe.allow` pattern matches the host, domain or address.
+    pub fn probe_allowed(&self, hop: &NextHop) -> bool {
+        self.targets.iter().any(|t| &t.hop == hop) || {
+            let name = hop.name();
+            self.probe_allow.iter().any(|p| glob_match(p, &name))
+        }
+    }
+}
+
+/// A config error with its place: `file:line: key: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<u64>,
+    pub key: String,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+// ---- raw file format -------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawConfig {
+    interval: Option<Spanned<String>>,
+    timeout: Option<Spanned<String>>,
+    concurrency: Option<Spanned<i64>>,
+    dns: Option<RawDns>,
+    smtp: Option<RawSmtp>,
+    pkix: Option<RawPkix>,
+    probe: Option<RawProbe>,
+    #[serde(default)]
+    targets: Vec<Spanned<RawTarget>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawDns {
+    resolver: Option<Spanned<String>>,
+    validation: Option<Spanned<String>>,
+    trust_anchor: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawSmtp {
+    helo_name: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawPkix {
+    ca_file: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawProbe {
+    #[serde(default)]
+    allow: Vec<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTarget {
+    domain: Option<String>,
+    host: Option<String>,
+    address: Option<String>,
+    port: Option<i64>,
+}
+
+/// Reads and validates a config file.
+pub fn load(path: &Path) -> Result<Config, ConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+        file: file.clone(),
+        line: None,
+        key: String::new(),
+        message: format!("cannot read: {e}"),
+    })?;
+    parse(&text, &file)
+}
+
+/// The embedded default (sidecar) config.
+pub fn embedded_default() -> Result<Config, ConfigError> {
+    parse(EMBEDDED_DEFAULT, "<embedded default>")
+}
+
+/// Parses and validates config text; `file` names it in errors.
+pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
+    let err = |line: Option<u64>, key: &str, message: String| ConfigError {
+        file: file.to_string(),
+        line,
+        key: key.to_string(),
+        message,
+    };
+    let raw: RawConfig = if text.trim().is_empty() {
+        RawConfig::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| {
+            let line = e.location().map(|l| l.line());
+            let message = e.to_string();
+            // Name the offending key when serde says which one.
+            let key = message
+                .split('`')
+                .nth(1)
+                .filter(|_| message.contains("unknown field") || message.contains("missing field"))
+                .unwrap_or("")
+                .to_string();
+            let first = message.lines().next().unwrap_or("").to_string();
+            err(line, &key, first)
+        })?
+    };
+
+    let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s.value.trim())
+            .map_err(|e| {
+                err(
+                    Some(s.referenced.line()),
+                    key,
+                    format!("invalid duration {:?}: {e} (use e.g. 30s, 5m)", s.value),
+                )
+            })
+            .and_then(|d| {
+                if d.is_zero() {
+                    Err(err(
+                        Some(s.referenced.line()),
+                        key,
+                        "must be greater than zero".into(),
+                    ))
+                } else {
+                    Ok(d)
+                }
+            }),
+    };
+    let interval = duration(&raw.interval, "interval", DEFAULT_INTERVAL)?;
+    let timeout = duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
+    if let (Some(t), true) = (&raw.timeout, timeout > interval) {
+        return Err(err(
+            Some(t.referenced.line()),
+            "timeout",
+            format!("{timeout:?} is longer than interval {interval:?}"),
+        ));
+    }
+    let concurrency = match &raw.concurrency {
+        None => DEFAULT_CONCURRENCY,
+        Some(c) if (1..=100_000).contains(&c.value) => c.value as usize,
+        Some(c) => {
+            return Err(err(
+                Some(c.referenced.line()),
+                "concurrency",
+                format!("{} is out of range 1..=100000", c.value),
+            ))
+        }
+    };
+
+    let raw_dns = raw.dns.unwrap_or_default();
+    let validation = match &raw_dns.validation {
+        None => Validation::default(),
+        Some(v) => match v.value.as_str() {
+            "upstream" => Validation::Upstream,
+            "local" => Validation::Local,
+            other => {
+                return Err(err(
+                    Some(v.referenced.line()),
+                    "dns.validation",
+                    format!("{other:?} is neither \"upstream\" nor \"local\""),
+                ))
+            }
+        },
+    };
+    let resolver = match &raw_dns.resolver {
+        Some(r) => parse_resolver(&r.value).ok_or_else(|| {
+            err(
+                Some(r.referenced.line()),
+                "dns.resolver",
+                format!("{:?} is not an address (use 127.0.0.1:53 or [::1]:53)", r.value),
+            )
+        })?,
+        None => system_resolver(Path::new(DEFAULT_RESOLV_CONF)),
+    };
+    let trust_anchor = match &raw_dns.trust_anchor {
+        None => None,
+        Some(t) => {
+            if validation != Validation::Local {
+                return Err(err(
+                    Some(t.referenced.line()),
+                    "dns.trust_anchor",
+                    "only used with validation: local".into(),
+                ));
+            }
+            let p = PathBuf::from(&t.value);
+            if !p.is_file() {
+                return Err(err(
+                    Some(t.referenced.line()),
+                    "dns.trust_anchor",
+                    format!("{} is not a readable file", t.value),
+                ));
+            }
+            Some(p)
+        }
+    };
+
+    let helo_name = match raw.smtp.and_then(|s| s.helo_name) {
+        Some(h) => normalize_name(&h.value).map_err(|_| {
+            err(
+                Some(h.referenced.line()),
+                "smtp.helo_name",
+                format!("{:?} is not a host name", h.value),
+            )
+        })?,
+        None => system_host_name(),
+    };
+
+    let ca_file = match raw.pkix.and_then(|p| p.ca_file) {
+        None => None,
+        Some(c) => {
+            let p = PathBuf::from(&c.value);
+            if !p.is_file() {
+                return Err(err(
+                    Some(c.referenced.line()),
+                    "pkix.ca_file",
+                    format!("{} is not a readable file", c.value),
+                ));
+            }
+            Some(p)
+        }
+    };
+
+    let mut probe_allow = Vec::new();
+    for a in raw.probe.map(|p| p.allow).unwrap_or_default() {
+        let v = a.value.trim();
+        if v.is_empty() || v.contains(char::is_whitespace) {
+            return Err(err(
+                Some(a.referenced.line()),
+                "probe.allow",
+                format!("{:?} is not a name pattern", a.value),
+            ));
+        }
+        probe_allow.push(v.to_ascii_lowercase());
+    }
+
+    if raw.targets.len() > MAX_TARGETS {
+        return Err(err(
+            None,
+            "targets",
+            format!("{} targets exceed the limit of {MAX_TARGETS}", raw.targets.len()),
+        ));
+    }
+    let mut targets: Vec<Target> = Vec::with_capacity(raw.targets.len());
+    let mut seen = std::collections::HashSet::new();
+    for (i, t) in raw.targets.iter().enumerate() {
+        let line = Some(t.referenced.line());
+        let key = format!("targets[{i}]");
+        let hop = target_hop(&t.value).map_err(|m| err(line, &key, m))?;
+        let target = Target::new(hop);
+        if !seen.insert(target.name.clone()) {
+            return Err(err(
+                line,
+                &key,
+                format!("duplicate target {}", target.name),
+            ));
+        }
+        targets.push(target);
+    }
+
+    Ok(Config {
+        source: file.to_string(),
+        interval,
+        timeout,
+        concurrency,
+        dns: DnsConfig {
+            resolver,
+            validation,
+            trust_anchor,
+        },
+        helo_name,
+        ca_file,
+        probe_allow,
+        targets,
+    })
+}
+
+fn target_hop(t: &RawTarget) -> Result<NextHop, String> {
+    let port = match t.port {
+        None => DEFAULT_PORT,
+        Some(p) if (1..=65535).contains(&p) => p as u16,
+        Some(p) => return Err(format!("port {p} is out of range 1..=65535")),
+    };
+    match (&t.domain, &t.host, &t.address) {
+        (Some(d), None, None) => {
+            if t.port.is_some() {
+                return Err("port: a domain target always uses port 25 (use host: for another port)".into());
+            }
+            normalize_name(d)
+                .map(NextHop::Domain)
+                .map_err(|_| format!("domain: {d:?} is not a domain name"))
+        }
+        (None, Some(h), None) => normalize_name(h)
+            .map(|host| NextHop::Host { host, port })
+            .map_err(|_| format!("host: {h:?} is not a host name")),
+        (None, None, Some(a)) => a
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<IpAddr>()
+            .map(|ip| NextHop::Address { ip, port })
+            .map_err(|_| format!("address: {a:?} is not an IP address")),
+        _ => Err("needs exactly one of domain, host or address".into()),
+    }
+}
+
+fn parse_resolver(s: &str) -> Option<SocketAddr> {
+    let s = s.trim();
+    s.parse::<SocketAddr>()
+        .ok()
+        .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
+}
+
+/// First `nameserver` of resolv.conf(5), port 53; 127.0.0.1:53 when there is none.
+pub fn system_resolver(path: &Path) -> SocketAddr {
+    let fallback = SocketAddr::from(([127, 0, 0, 1], 53));
+    std::fs::read_to_string(path)
+        .ok()
+        .and_then(|text| {
+            text.lines().find_map(|l| {
+                let mut w = l.split_whitespace();
+                match (w.next(), w.next()) {
+                    (Some("nameserver"), Some(a)) => {
+                        // Scoped IPv6 (fe80::1%eth0) is not supported here; skip it.
+                        a.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53))
+                    }
+                    _ => None,
+                }
+            })
+        })
+        .unwrap_or(fallback)
+}
+
+/// The kernel's host name, used as the default EHLO name.
+pub fn system_host_name() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .and_then(|h| normalize_name(h.trim()).ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn embedded_default_probes_local_mta() {
+        let c = embedded_default().unwrap();
+        assert_eq!(c.targets.len(), 1);
+        assert_eq!(c.targets[0].name, "[127.0.0.1]");
+        assert_eq!(c.dns.validation, Validation::Upstream);
+    }
+
+    #[test]
+    fn full_contract_example_parses() {
+        let text = r#"
+interval: 5m
+timeout: 30s
+concurrency: 32
+dns:
+  resolver: 127.0.0.1:53
+  validation: upstream
+smtp:
+  helo_name: probe.example.org
+probe:
+  allow: ["*.example.org"]
+targets:
+  - domain: example.org
+  - host: mx1.example.net
+    port: 25
+  - address: 192.0.2.25
+    port: 25
+"#;
+        let c = parse(text, "t.yml").unwrap();
+        assert_eq!(c.interval, Duration::from_secs(300));
+        assert_eq!(c.helo_name, "probe.example.org");
+        let names: Vec<_> = c.targets.iter().map(|t| t.name.as_str()).collect();
+        assert_eq!(names, ["example.org", "[mx1.example.net]", "[192.0.2.25]"]);
+        assert!(c.probe_allowed(&NextHop::parse("[mx9.example.org]:587").unwrap()));
+        assert!(!c.probe_allowed(&NextHop::parse("evil.test").unwrap()));
+        assert!(c.probe_allowed(&NextHop::parse("example.org").unwrap()));
+    }
+
+    #[test]
+    fn errors_name_file_line_and_key() {
+        let e = parse("interval: 5m\nbogus: 1\n", "c.yml").unwrap_err();
+        assert_eq!(e.file, "c.yml");
+        assert_eq!(e.line, Some(2));
+        assert!(e.key.contains("bogus"), "{e}");
+
+        let e = parse("interval: 5m\ntimeout: soon\n", "c.yml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "timeout"));
+
+        let e = parse("targets:\n  - domain: a.test\n  - host: b.test\n    domain: c.test\n", "c.yml")
+            .unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(3), "targets[1]"), "{e}");
+
+        let e = parse("dns:\n  validation: maybe\n", "c.yml").unwrap_err();
+        assert_eq!((e.line, e.key.as_str()), (Some(2), "dns.validation"));
+
+        let e = parse("targets:\n  - domain: a.test\n  - domain: A.test.\n", "c.yml").unwrap_err();
+        assert!(e.message.contains("duplicate"), "{e}");
+
+        let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
+        assert_eq!(e.key, "targets[0]");
+    }
+
+    #[test]
+    fn resolv_conf_first_nameserver_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("resolv.conf");
+        std::fs::write(&p, "# x\nsearch a\nnameserver 127.53.0.2\nnameserver 10.0.0.1\n").unwrap();
+        assert_eq!(system_resolver(&p), "127.53.0.2:53".parse().unwrap());
+        assert_eq!(
+            system_resolver(&dir.path().join("missing")),
+            "127.0.0.1:53".parse().unwrap()
+        );
+    }
+}

@@ -1,0 +1,247 @@
+//! HTTP: serves `/metrics`, `/probe`, `/-/healthy`, `/-/reload` and a landing page.
+//!
+//! Owns: routing, the `/probe` allow-list (a refused target gets 403 before any DNS query
+//! or connection), content negotiation hand-off to `metrics`, graceful shutdown of
+//! connections. Scrapes of `/metrics` never wait on a probe.
+//! Not here: probing (`probe`), encoding (`metrics`), scheduling (`scheduler`).
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::Full;
+use hyper::body::{Bytes, Incoming};
+use hyper::header::{ACCEPT, CONTENT_TYPE};
+use hyper::service::service_fn;
+use hyper::{Method, Request, Response, StatusCode};
+use hyper_util::rt::TokioIo;
+use hyper_util::server::graceful::GracefulShutdown;
+use prometheus_client::registry::Registry;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+
+use crate::metrics::{self, wants_openmetrics};
+use crate::probe::{probe_target, ProbeOptions};
+use crate::check;
+use crate::scheduler::Scheduler;
+use crate::target::NextHop;
+
+/// Longest accepted request head; requests are tiny.
+const MAX_HEADER_BYTES: usize = 16 * 1024;
+
+pub struct App {
+    pub scheduler: Arc<Scheduler>,
+    pub registry: Registry,
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
+    let mut r = Response::new(Full::new(body.into()));
+    *r.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// Decodes `application/x-www-form-urlencoded` query parameters.
+pub fn query_params(q: &str) -> Vec<(String, String)> {
+    fn decode(s: &str) -> String {
+        let bytes = s.as_bytes();
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut i = 0;
+        while i < bytes.len() {
+            match bytes[i] {
+                b'+' => out.push(b' '),
+                b'%' if i + 2 < bytes.len() => {
+                    let h = std::str::from_utf8(&bytes[i + 1..i + 3])
+                        .ok()
+                        .and_then(|h| u8::from_str_radix(h, 16).ok());
+                    match h {
+                        Some(b) => {
+                            out.push(b);
+                            i += 2;
+                        }
+                        None => out.push(b'%'),
+                    }
+                }
+                c => out.push(c),
+            }
+            i += 1;
+        }
+        String::from_utf8_lossy(&out).into_owned()
+    }
+    q.split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match p.split_once('=') {
+            Some((k, v)) => (decode(k), decode(v)),
+            None => (decode(p), String::new()),
+        })
+        .collect()
+}
+
+async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    let path = req.uri().path().to_string();
+    let resp = match (req.method(), path.as_str()) {
+        (&Method::GET | &Method::HEAD, "/metrics") => {
+            app.scheduler.refresh_stats();
+            let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+            let (body, ctype) = metrics::render(&app.registry, om);
+            text(StatusCode::OK, ctype, body)
+        }
+        (&Method::GET, "/probe") => probe(&app, &req).await,
+        (&Method::GET | &Method::HEAD, "/-/healthy") => {
+            text(StatusCode::OK, "text/plain; charset=utf-8", "Healthy\n")
+        }
+        (&Method::POST | &Method::PUT, "/-/reload") => {
+            let sched = app.scheduler.clone();
+            match tokio::task::spawn_blocking(move || sched.reload()).await {
+                Ok(Ok(())) => text(StatusCode::OK, "text/plain; charset=utf-8", "configuration reloaded\n"),
+                Ok(Err(e)) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    format!("configuration rejected, the previous one keeps running: {e}\n"),
+                ),
+                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", format!("reload failed: {e}\n")),
+            }
+        }
+        (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "use POST\n"),
+        (&Method::GET | &Method::HEAD, "/") => landing(&app),
+        _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+    };
+    debug!(method = %req.method(), path = %path, status = resp.status().as_u16(), "http request");
+    Ok(resp)
+}
+
+async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
+    let params = query_params(req.uri().query().unwrap_or(""));
+    let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+    let Some(name) = get("target").filter(|t| !t.is_empty()) else {
+        return text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "target parameter is missing\n");
+    };
+    let debug_out = matches!(get("debug"), Some("true" | "1"));
+    let hop = match NextHop::parse(name) {
+        Ok(h) => h,
+        Err(e) => return text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("invalid target: {e}\n")),
+    };
+    let Some((cfg, ctx)) = app.scheduler.current() else {
+        return text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "no configuration loaded\n");
+    };
+    if !cfg.probe_allowed(&hop) {
+        warn!(target = %name, "probe refused: not a configured target and not in probe.allow");
+        return text(StatusCode::FORBIDDEN, "text/plain; charset=utf-8", format!("target {name} is neither configured nor allowed by probe.allow\n"));
+    }
+    let opts = ProbeOptions { fresh: true, transcript: debug_out };
+    let r = probe_target(&ctx, name, &hop, opts).await;
+    if debug_out {
+        return text(StatusCode::OK, "text/plain; charset=utf-8", check::render_text(&r, true));
+    }
+    let registry = metrics::registry_for(vec![Arc::new(r)]);
+    let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
+    let (body, ctype) = metrics::render(&registry, om);
+    text(StatusCode::OK, ctype, body)
+}
+
+fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+fn landing(app: &App) -> Resp {
+    let mut rows = String::new();
+    if let Some((cfg, _)) = app.scheduler.current() {
+        let store = app.scheduler.store();
+        for t in &cfg.targets {
+            let (verdict, ok, when) = match store.get(&t.name) {
+                Some(r) => (
+                    r.worst_dane().map(|d| d.as_str()).unwrap_or("-").to_string(),
+                    if r.success { "yes" } else { "no" },
+                    format!("{:.1} s", r.duration_seconds),
+                ),
+                None => ("not probed yet".into(), "-", String::new()),
+            };
+            let q = url_escape(&t.name);
+            rows.push_str(&format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?target={q}\">probe</a> <a href=\"/probe?target={q}&amp;debug=true\">debug</a></td></tr>\n",
+                html_escape(&t.name), ok, html_escape(&verdict), when
+            ));
+        }
+    }
+    let body = format!(
+        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailtls_exporter</title></head><body>\n<h1>mailtls_exporter</h1>\n<p>SMTP STARTTLS, certificates, DANE TLSA and DNSSEC of mail servers. <a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a></p>\n<table border=\"1\" cellpadding=\"4\"><tr><th>target</th><th>probe success</th><th>worst DANE status</th><th>duration</th><th></th></tr>\n{rows}</table>\n<p>Version {}</p></body></html>\n",
+        env!("CARGO_PKG_VERSION")
+    );
+    text(StatusCode::OK, "text/html; charset=utf-8", body)
+}
+
+/// Serves until `stop` turns true, then closes connections gracefully (bounded by `grace`).
+pub async fn serve(
+    listener: TcpListener,
+    app: Arc<App>,
+    mut stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    let graceful = GracefulShutdown::new();
+    let local: Option<SocketAddr> = listener.local_addr().ok();
+    info!(address = ?local, "listening");
+    loop {
+        tokio::select! {
+            conn = listener.accept() => {
+                let (stream, peer) = match conn {
+                    Ok(c) => c,
+                    Err(e) => {
+                        warn!(error = %e, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    }
+                };
+                let app = app.clone();
+                let svc = service_fn(move |req| handle(app.clone(), req));
+                let conn = hyper::server::conn::http1::Builder::new()
+                    .max_buf_size(MAX_HEADER_BYTES.max(8192))
+                    .header_read_timeout(Duration::from_secs(30))
+                    .timer(hyper_util::rt::TokioTimer::new())
+                    .serve_connection(TokioIo::new(stream), svc);
+                let fut = graceful.watch(conn);
+                tokio::spawn(async move {
+                    if let Err(e) = fut.await {
+                        debug!(peer = %peer, error = %e, "connection ended with error");
+                    }
+                });
+            }
+            _ = stop.changed() => break,
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+        warn!("connections still open after the grace period; closing");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn query_params_decode_percent_and_plus() {
+        let p = query_params("target=%5Bmx1.example.org%5D%3A587&debug=true&x");
+        assert_eq!(p[0], ("target".into(), "[mx1.example.org]:587".into()));
+        assert_eq!(p[1], ("debug".into(), "true".into()));
+        assert_eq!(p[2], ("x".into(), String::new()));
+        assert_eq!(query_params("a=%zz%4"), vec![("a".into(), "%zz%4".into())]);
+    }
+}

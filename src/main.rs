@@ -1,0 +1,193 @@
+//! Command line: the daemon, `check` and `check-config`; logging set-up; exit codes.
+//!
+//! Not here: anything the commands do (`scheduler`, `http`, `check`, `config`).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use tracing::{error, info};
+
+use mailtls_exporter::check::{self, EXIT_USAGE};
+use mailtls_exporter::config;
+use mailtls_exporter::http::{self, App};
+use mailtls_exporter::logging::{self, Format, Level};
+use mailtls_exporter::metrics::ExporterMetrics;
+use mailtls_exporter::scheduler::Scheduler;
+
+/// Default listen address: outside the full 9100-9999 exporter range.
+const DEFAULT_LISTEN: &str = ":19725";
+/// How long shutdown waits for running probes and open connections.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+#[derive(Parser, Debug)]
+#[command(name = "mailtls_exporter", version, about = "Prometheus exporter for SMTP STARTTLS, certificates, DANE TLSA and DNSSEC of mail servers")]
+struct Cli {
+    /// YAML config file; without it, the embedded default probes the local MTA at 127.0.0.1:25.
+    #[arg(long = "config.file", global = true, value_name = "PATH")]
+    config_file: Option<PathBuf>,
+    /// Address to listen on for /metrics, /probe and the landing page.
+    #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
+    listen: String,
+    /// TLS and basic auth for the web endpoints (exporter-toolkit format).
+    #[arg(long = "web.config.file", value_name = "PATH")]
+    web_config: Option<PathBuf>,
+    #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
+    log_level: Level,
+    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
+    log_format: Format,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Probe targets once and print a report (exit 0: all well, 1: a problem, 2: usage or config error).
+    Check {
+        #[arg(long = "output", value_enum, default_value = "text")]
+        output: Output,
+        /// Domains (MX lookup), [host], [host]:port or [address]:port.
+        #[arg(required = true, value_name = "TARGET")]
+        targets: Vec<String>,
+    },
+    /// Validate a config file (exit 0 valid, 2 invalid).
+    CheckConfig,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum Output {
+    Text,
+    Json,
+}
+
+fn listen_addr(s: &str) -> Option<SocketAddr> {
+    // ":19725" means every address, as Go exporters accept it.
+    let s = if s.starts_with(':') { format!("[::]{s}") } else { s.to_string() };
+    s.parse().ok()
+}
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::from(if e.use_stderr() { EXIT_USAGE as u8 } else { 0 });
+        }
+    };
+    logging::init(cli.log_level, cli.log_format);
+    let load = || match &cli.config_file {
+        Some(p) => config::load(p),
+        None => config::embedded_default(),
+    };
+    match &cli.command {
+        Some(Command::CheckConfig) => {
+            if cli.config_file.is_none() {
+                eprintln!("check-config needs --config.file=PATH");
+                return ExitCode::from(EXIT_USAGE as u8);
+            }
+            match load() {
+                Ok(c) => {
+                    println!("{}: valid, {} targets", c.source, c.targets.len());
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    eprintln!("{e}");
+                    ExitCode::from(EXIT_USAGE as u8)
+                }
+            }
+        }
+        Some(Command::Check { output, targets }) => {
+            let cfg = match load() {
+                Ok(c) => c,
+                Err(e) => {
+                    eprintln!("{e}");
+                    return ExitCode::from(EXIT_USAGE as u8);
+                }
+            };
+            let rt = match runtime() {
+                Ok(rt) => rt,
+                Err(e) => {
+                    eprintln!("cannot start runtime: {e}");
+                    return ExitCode::from(EXIT_USAGE as u8);
+                }
+            };
+            let code = rt.block_on(check::run(&cfg, targets, *output == Output::Json));
+            ExitCode::from(code as u8)
+        }
+        None => daemon(&cli),
+    }
+}
+
+fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+}
+
+fn daemon(cli: &Cli) -> ExitCode {
+    if cli.web_config.is_some() {
+        eprintln!("--web.config.file is not supported by this version yet; refusing to serve without the TLS/auth it asks for");
+        return ExitCode::from(EXIT_USAGE as u8);
+    }
+    let Some(addr) = listen_addr(&cli.listen) else {
+        eprintln!("invalid --web.listen-address {:?}", cli.listen);
+        return ExitCode::from(EXIT_USAGE as u8);
+    };
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async {
+        let stats = Arc::new(ExporterMetrics::default());
+        let scheduler = Scheduler::new(cli.config_file.clone(), stats.clone());
+        if let Err(e) = scheduler.reload() {
+            error!(error = %e, "cannot start with this configuration");
+            return ExitCode::from(EXIT_USAGE as u8);
+        }
+        let listener = match tokio::net::TcpListener::bind(addr).await {
+            Ok(l) => l,
+            Err(e) => {
+                error!(address = %addr, error = %e, "cannot listen");
+                return ExitCode::FAILURE;
+            }
+        };
+        let registry = stats.registry(scheduler.store());
+        let app = Arc::new(App { scheduler: scheduler.clone(), registry });
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(http::serve(listener, app, stop_rx, SHUTDOWN_GRACE));
+        wait_for_signals(&scheduler).await;
+        info!("shutting down");
+        let _ = stop_tx.send(true);
+        scheduler.shutdown(SHUTDOWN_GRACE).await;
+        let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
+        ExitCode::SUCCESS
+    })
+}
+
+/// Reloads on SIGHUP; returns on SIGINT or SIGTERM.
+async fn wait_for_signals(scheduler: &Arc<Scheduler>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let (Ok(mut hup), Ok(mut term), Ok(mut int)) = (
+        signal(SignalKind::hangup()),
+        signal(SignalKind::terminate()),
+        signal(SignalKind::interrupt()),
+    ) else {
+        error!("cannot install signal handlers");
+        return;
+    };
+    loop {
+        tokio::select! {
+            _ = hup.recv() => {
+                info!("SIGHUP: reloading configuration");
+                let s = scheduler.clone();
+                let _ = tokio::task::spawn_blocking(move || s.reload()).await;
+            }
+            _ = term.recv() => return,
+            _ = int.recv() => return,
+        }
+    }
+}

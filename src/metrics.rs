@@ -1,0 +1,436 @@
+//! The only place metric names and labels appear: reports → exposition.
+//!
+//! Owns: encoding [`TargetReport`]s at scrape time through a prometheus-client `Collector`
+//! (series of vanished hosts, addresses or records simply are not encoded again), the
+//! exporter's own metrics, and content negotiation (OpenMetrics, or the Prometheus text
+//! format 0.0.4 derived from it).
+//! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
+
+use std::fmt::Write as _;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::MetricType;
+use prometheus_client::registry::Registry;
+
+use crate::probe::dns::Dnssec;
+use crate::report::{DaneStatus, TargetReport};
+
+/// HELP suffix: values come from the last scheduled probe, never from the scrape itself.
+const FROM_LAST: &str = " (from the last scheduled probe)";
+
+pub const OPENMETRICS_CONTENT_TYPE: &str =
+    "application/openmetrics-text; version=1.0.0; charset=utf-8";
+pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+
+/// Where the collector finds the reports to encode.
+pub trait ReportSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The latest report of every target, in a stable order.
+    fn reports(&self) -> Vec<Arc<TargetReport>>;
+}
+
+/// A fixed set of reports (one `/probe`, tests, benches).
+#[derive(Debug)]
+pub struct Fixed(pub Vec<Arc<TargetReport>>);
+
+impl ReportSource for Fixed {
+    fn reports(&self) -> Vec<Arc<TargetReport>> {
+        self.0.clone()
+    }
+}
+
+/// Encodes every report metric of CONTRACT.md.
+#[derive(Debug)]
+pub struct ReportCollector<S: ReportSource>(pub Arc<S>);
+
+impl<S: ReportSource> Collector for ReportCollector<S> {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let reports = self.0.reports();
+        encode_reports(&mut enc, &reports)
+    }
+}
+
+/// Counters and gauges about the exporter's own work.
+#[derive(Debug, Default)]
+pub struct ExporterMetrics {
+    pub probes: Family<[(&'static str, &'static str); 1], Counter>,
+    pub config_reload_successful: Gauge,
+    pub config_reload_timestamp: Gauge<f64, AtomicU64>,
+    pub resolver_validating: Gauge,
+    pub targets: Gauge,
+    /// Read at scrape time from the live probe context.
+    pub dns_queries: Arc<AtomicU64>,
+    pub dns_cache_entries: Arc<AtomicU64>,
+    pub smtp_dialogues: Arc<AtomicU64>,
+}
+
+#[derive(Debug)]
+struct AtomicCounter(Arc<AtomicU64>, &'static str, &'static str, MetricType);
+
+impl Collector for AtomicCounter {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let v = self.0.load(Ordering::Relaxed);
+        let mut m = enc.encode_descriptor(self.1, self.2, None, self.3)?;
+        match self.3 {
+            MetricType::Counter => m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None),
+            _ => m.encode_gauge(&(v as i64)),
+        }
+    }
+}
+
+impl ExporterMetrics {
+    /// Registers the exporter's own metrics and the report collector.
+    pub fn registry<S: ReportSource>(self: &Arc<Self>, source: Arc<S>) -> Registry {
+        let mut r = Registry::default();
+        let build = Family::<[(&'static str, &'static str); 2], Gauge>::default();
+        build
+            .get_or_create(&[
+                ("version", env!("CARGO_PKG_VERSION")),
+                ("revision", option_env!("MAILTLS_REVISION").unwrap_or("unknown")),
+            ])
+            .set(1);
+        r.register(
+            "mailtls_exporter_build_info",
+            "Version of the exporter, value 1",
+            build,
+        );
+        r.register(
+            "mailtls_probes",
+            "Target probes completed, by result",
+            self.probes.clone(),
+        );
+        r.register(
+            "mailtls_config_last_reload_successful",
+            "1 when the last configuration (re)load succeeded",
+            self.config_reload_successful.clone(),
+        );
+        r.register(
+            "mailtls_config_last_reload_success_timestamp_seconds",
+            "When the configuration was last loaded successfully",
+            self.config_reload_timestamp.clone(),
+        );
+        r.register(
+            "mailtls_dns_resolver_validating",
+            "1 when the resolver proved that it validates DNSSEC (the root SOA came back secure)",
+            self.resolver_validating.clone(),
+        );
+        r.register(
+            "mailtls_targets",
+            "Configured targets",
+            self.targets.clone(),
+        );
+        r.register_collector(Box::new(AtomicCounter(
+            self.dns_queries.clone(),
+            "mailtls_dns_queries",
+            "DNS queries sent to the resolver (cache misses)",
+            MetricType::Counter,
+        )));
+        r.register_collector(Box::new(AtomicCounter(
+            self.dns_cache_entries.clone(),
+            "mailtls_dns_cache_entries",
+            "RRsets held in the DNS cache",
+            MetricType::Gauge,
+        )));
+        r.register_collector(Box::new(AtomicCounter(
+            self.smtp_dialogues.clone(),
+            "mailtls_smtp_dialogues",
+            "SMTP dialogues run (an address shared by several targets is probed once per round)",
+            MetricType::Counter,
+        )));
+        r.register_collector(Box::new(ReportCollector(source)));
+        r
+    }
+
+    pub fn count_probe(&self, success: bool) {
+        let result = if success { "success" } else { "failure" };
+        self.probes.get_or_create(&[("result", result)]).inc();
+    }
+}
+
+/// A registry holding only the report metrics of `reports` (`/probe`).
+pub fn registry_for(reports: Vec<Arc<TargetReport>>) -> Registry {
+    let mut r = Registry::default();
+    r.register_collector(Box::new(ReportCollector(Arc::new(Fixed(reports)))));
+    r
+}
+
+/// Encodes a registry in the negotiated format; returns (body, content type).
+pub fn render(registry: &Registry, openmetrics: bool) -> (String, &'static str) {
+    let mut out = String::with_capacity(64 * 1024);
+    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
+        out.clear();
+        out.push_str("# encoding failed\n");
+    }
+    if openmetrics {
+        (out, OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (openmetrics_to_text(&out), TEXT_CONTENT_TYPE)
+    }
+}
+
+/// Does an `Accept` header ask for OpenMetrics?
+pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+    accept.is_some_and(|a| a.contains("application/openmetrics-text"))
+}
+
+/// OpenMetrics text → Prometheus text 0.0.4: drops `# EOF` and `# UNIT`, and names counter
+/// families after their `_total` samples.
+pub fn openmetrics_to_text(om: &str) -> String {
+    let mut out = String::with_capacity(om.len());
+    let mut counters = std::collections::HashSet::new();
+    for line in om.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            if let Some(name) = rest.strip_suffix(" counter") {
+                counters.insert(name.to_string());
+            }
+        }
+    }
+    for line in om.lines() {
+        if line == "# EOF" || line.starts_with("# UNIT ") {
+            continue;
+        }
+        let rewritten = ["# HELP ", "# TYPE "].iter().find_map(|p| {
+            let rest = line.strip_prefix(p)?;
+            let (name, tail) = rest.split_once(' ')?;
+            counters
+                .contains(name)
+                .then(|| format!("{p}{name}_total {tail}"))
+        });
+        match rewritten {
+            Some(l) => out.push_str(&l),
+            None => out.push_str(line),
+        }
+        out.push('\n');
+    }
+    out
+}
+
+// ---- report metrics --------------------------------------------------------------------------
+
+fn gauge<L: EncodeLabelSet>(
+    enc: &mut prometheus_client::encoding::MetricEncoder<'_>,
+    labels: &L,
+    v: f64,
+) -> Result<(), std::fmt::Error> {
+    enc.encode_family(labels)?.encode_gauge(&v)
+}
+
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Writes one gauge family: `each` is called with the family encoder for every report.
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    reports: &[Arc<TargetReport>],
+    mut each: impl FnMut(
+        &mut prometheus_client::encoding::MetricEncoder<'_>,
+        &TargetReport,
+    ) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let help = format!("{help}{FROM_LAST}");
+    let mut m = enc.encode_descriptor(name, &help, None, MetricType::Gauge)?;
+    for r in reports {
+        each(&mut m, r)?;
+    }
+    Ok(())
+}
+
+/// Encodes all report metrics for `reports`.
+pub fn encode_reports(
+    enc: &mut DescriptorEncoder,
+    reports: &[Arc<TargetReport>],
+) -> Result<(), std::fmt::Error> {
+    family(enc, "mailtls_probe_success", "1 when every MX address of the target offered STARTTLS, completed the handshake and none is DANE failed or dns_failure", reports, |m, r| {
+        gauge(m, &[("target", r.target.as_str())], b(r.success))
+    })?;
+    family(enc, "mailtls_probe_duration_seconds", "Duration of the probe", reports, |m, r| {
+        gauge(m, &[("target", r.target.as_str())], r.duration_seconds)
+    })?;
+    family(enc, "mailtls_probe_timestamp_seconds", "When the probe completed", reports, |m, r| {
+        gauge(m, &[("target", r.target.as_str())], r.timestamp)
+    })?;
+    family(enc, "mailtls_target_info", "Configured target and its kind (domain, host, address), value 1", reports, |m, r| {
+        gauge(m, &[("target", r.target.as_str()), ("kind", r.kind)], 1.0)
+    })?;
+    family(enc, "mailtls_mx_info", "The MX set after the implicit-MX rule, value 1", reports, |m, r| {
+        for (pref, host) in &r.mx {
+            let p = pref.to_string();
+            gauge(m, &[("target", r.target.as_str()), ("mx", host.as_str()), ("preference", p.as_str())], 1.0)?;
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_mx_null", "1 when the domain publishes a null MX (RFC 7505): it accepts no mail", reports, |m, r| {
+        if r.kind == "domain" && r.mx_dnssec.is_some() {
+            gauge(m, &[("target", r.target.as_str())], b(r.null_mx))?;
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_dnssec_status", "DNSSEC state of each RRset the verdict rests on (state set: secure, insecure, bogus, error)", reports, |m, r| {
+        let mut seen = std::collections::HashSet::new();
+        for l in &r.lookups {
+            if !seen.insert((l.name.as_str(), l.rtype.as_str())) {
+                continue;
+            }
+            for s in Dnssec::ALL {
+                gauge(m, &[("target", r.target.as_str()), ("name", l.name.as_str()), ("type", l.rtype.as_str()), ("status", s.as_str())], b(l.dnssec == s))?;
+            }
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_dnssec_signature_expiry_timestamp_seconds", "Earliest RRSIG expiration covering the RRset (or its denial of existence)", reports, |m, r| {
+        let mut seen = std::collections::HashSet::new();
+        for l in &r.lookups {
+            if let Some(t) = l.sig_expiry {
+                if seen.insert((l.name.as_str(), l.rtype.as_str())) {
+                    gauge(m, &[("target", r.target.as_str()), ("name", l.name.as_str()), ("type", l.rtype.as_str())], t as f64)?;
+                }
+            }
+        }
+        Ok(())
+    })?;
+
+    // Per-address series share the (target, mx, address) labels.
+    let per_addr = |enc: &mut DescriptorEncoder,
+                    name: &str,
+                    help: &str,
+                    f: &dyn Fn(&crate::report::AddressReport) -> Option<f64>|
+     -> Result<(), std::fmt::Error> {
+        family(enc, name, help, reports, |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(v) = f(a) {
+                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                    gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str())], v)?;
+                }
+            }
+            Ok(())
+        })
+    };
+    per_addr(enc, "mailtls_smtp_up", "1 when TCP connect, the 220 greeting and EHLO succeeded", &|a| {
+        Some(b(a.smtp.as_ref().is_some_and(|s| s.smtp_up())))
+    })?;
+    per_addr(enc, "mailtls_starttls_advertised", "1 when EHLO offered STARTTLS", &|a| {
+        a.smtp.as_ref().filter(|s| s.smtp_up()).map(|s| b(s.starttls_advertised))
+    })?;
+    per_addr(enc, "mailtls_tls_handshake_success", "1 when the TLS handshake after STARTTLS completed", &|a| {
+        a.smtp.as_ref().filter(|s| s.starttls_advertised).map(|s| b(s.tls.is_some()))
+    })?;
+    per_addr(enc, "mailtls_cert_pkix_valid", "1 when the chain validates to the PKIX roots and names the MX host (what an MTA-STS sender needs)", &|a| {
+        a.pkix.as_ref().map(|p| b(p.is_ok()))
+    })?;
+
+    family(enc, "mailtls_smtp_error_info", "Why the SMTP/TLS probe of an address failed (fixed reason words), value 1", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            if let Some(e) = a.smtp.as_ref().and_then(|s| s.error.as_ref()) {
+                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("reason", e.reason())], 1.0)?;
+            }
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_tls_info", "Negotiated TLS protocol version and cipher suite, value 1", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("version", t.version.as_str()), ("cipher", t.cipher.as_str())], 1.0)?;
+            }
+        }
+        Ok(())
+    })?;
+    let per_cert = |enc: &mut DescriptorEncoder,
+                    name: &str,
+                    help: &str,
+                    f: &dyn Fn(&crate::cert::CertFacts) -> f64|
+     -> Result<(), std::fmt::Error> {
+        family(enc, name, help, reports, |m, r| {
+            for (h, a) in r.addresses() {
+                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                for c in &a.certs {
+                    let depth = c.depth.to_string();
+                    gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("depth", depth.as_str())], f(c))?;
+                }
+            }
+            Ok(())
+        })
+    };
+    per_cert(enc, "mailtls_cert_not_after_timestamp_seconds", "notAfter of each certificate the server sent (depth 0 = leaf)", &|c| c.not_after as f64)?;
+    per_cert(enc, "mailtls_cert_not_before_timestamp_seconds", "notBefore of each certificate the server sent (depth 0 = leaf)", &|c| c.not_before as f64)?;
+    family(enc, "mailtls_cert_info", "Identity of each certificate the server sent, value 1", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+            for c in &a.certs {
+                let depth = c.depth.to_string();
+                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("depth", depth.as_str()), ("subject", c.subject.as_str()), ("issuer", c.issuer.as_str()), ("serial", c.serial.as_str()), ("sha256", c.sha256.as_str())], 1.0)?;
+            }
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches the chain the address served (RFC 7671/7672: DANE-EE at depth 0, DANE-TA at depth 1 or more; unusable records are 0)", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+            for c in &a.tlsa {
+                let rec = c.record.presentation();
+                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("record", rec.as_str())], b(c.matched))?;
+            }
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_dane_status", "DANE verdict per MX address, as a DANE-enforcing sender reaches it (state set: verified, unauthenticated, failed, dns_failure, none)", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            let Some(st) = a.dane else { continue };
+            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+            for s in DaneStatus::ALL {
+                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("status", s.as_str())], b(st == s))?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+/// Short text for logs: `verified=2 failed=1`.
+pub fn dane_summary(r: &TargetReport) -> String {
+    let mut out = String::new();
+    for s in DaneStatus::ALL {
+        let n = r.addresses().filter(|(_, a)| a.dane == Some(s)).count();
+        if n > 0 {
+            let _ = write!(out, "{}{}={n}", if out.is_empty() { "" } else { " " }, s.as_str());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openmetrics_counters_become_total_families_in_text_format() {
+        let om = "# HELP mailtls_probes Target probes.\n# TYPE mailtls_probes counter\nmailtls_probes_total{result=\"success\"} 3\n# HELP g G.\n# TYPE g gauge\ng 1\n# EOF\n";
+        let t = openmetrics_to_text(om);
+        assert!(t.contains("# TYPE mailtls_probes_total counter\n"));
+        assert!(t.contains("# HELP mailtls_probes_total Target probes.\n"));
+        assert!(t.contains("# TYPE g gauge\n"));
+        assert!(!t.contains("# EOF"));
+    }
+
+    #[test]
+    fn accept_header_negotiates_openmetrics() {
+        assert!(wants_openmetrics(Some(
+            "application/openmetrics-text;version=1.0.0,text/plain;q=0.5"
+        )));
+        assert!(!wants_openmetrics(Some("text/plain")));
+        assert!(!wants_openmetrics(None));
+    }
+}

@@ -1,0 +1,419 @@
+//! One probe of one target: DNS (MX, addresses, TLSA) → SMTP/TLS per address → verdicts.
+//!
+//! Owns: the order of steps for a next hop, the per-target deadline, sharing SMTP probes of
+//! an address between targets within a round ([`SmtpCache`]), and assembling a plain
+//! [`TargetReport`]. Steps live in their own files: `dns` (lookups + DNSSEC), `mx` (which
+//! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
+//! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
+
+pub mod dns;
+pub mod mx;
+pub mod smtp;
+pub mod tls;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use rustls::pki_types::UnixTime;
+use tokio::sync::OnceCell;
+
+use crate::cert::{self, PkixRoots};
+use crate::config::Config;
+use crate::dane::{self, Authentication, DaneInput};
+use crate::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::target::NextHop;
+use dns::Dns;
+use smtp::{SmtpOptions, SmtpReport};
+
+/// Per-phase SMTP timeouts never exceed this, however long the target timeout.
+pub const MAX_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Everything a probe needs that outlives it: resolver, TLS config, roots, shared SMTP results.
+pub struct ProbeContext {
+    pub dns: Dns,
+    pub tls: Arc<rustls::ClientConfig>,
+    pub roots: Arc<PkixRoots>,
+    pub helo_name: String,
+    /// Deadline of one target probe (DNS + all MX hosts).
+    pub timeout: Duration,
+    pub smtp_cache: SmtpCache,
+    /// SMTP dialogues actually run (cache misses).
+    pub smtp_probes: AtomicU64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ContextError {
+    #[error(transparent)]
+    Dns(#[from] dns::DnsSetupError),
+    #[error("PKIX roots: {0}")]
+    Roots(String),
+}
+
+impl ProbeContext {
+    /// Builds the context for `cfg`: resolver, TLS client config, PKIX roots. Needs a runtime.
+    pub fn new(cfg: &Config) -> Result<Self, ContextError> {
+        let roots = match &cfg.ca_file {
+            Some(p) => PkixRoots::from_pem_file(p).map_err(|e| ContextError::Roots(e.to_string()))?,
+            None => {
+                let found = rustls_native_certs::load_native_certs();
+                PkixRoots::from_der_certs(found.certs)
+            }
+        };
+        Ok(Self {
+            dns: Dns::new(&cfg.dns)?,
+            tls: tls::client_config(),
+            roots: Arc::new(roots),
+            helo_name: cfg.helo_name.clone(),
+            timeout: cfg.timeout,
+            // One SMTP probe per address per round: results are reused for most of an interval.
+            smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
+            smtp_probes: AtomicU64::new(0),
+        })
+    }
+}
+
+/// How to run one probe.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ProbeOptions {
+    /// Run SMTP dialogues now instead of reusing this round's (`/probe`, `check`).
+    pub fresh: bool,
+    /// Keep the SMTP transcript (debug output).
+    pub transcript: bool,
+}
+
+/// One shared SMTP result: filled by the first prober, awaited by the others.
+type SmtpCell = Arc<OnceCell<Arc<SmtpReport>>>;
+/// An address and the SNI sent to it.
+type SmtpKey = (SocketAddr, Option<String>);
+
+/// SMTP results shared between targets that point at the same address within a round.
+pub struct SmtpCache {
+    max_age: Duration,
+    map: Mutex<HashMap<SmtpKey, (Instant, SmtpCell)>>,
+}
+
+impl SmtpCache {
+    pub fn new(max_age: Duration) -> Self {
+        Self {
+            max_age,
+            map: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn cell(&self, key: SmtpKey) -> SmtpCell {
+        let Ok(mut map) = self.map.lock() else {
+            return Arc::new(OnceCell::new());
+        };
+        let now = Instant::now();
+        if let Some((at, cell)) = map.get(&key) {
+            if cell.get().is_none() || now.duration_since(*at) < self.max_age {
+                return cell.clone();
+            }
+        }
+        if map.len() > 4096 && map.len().is_power_of_two() {
+            let max_age = self.max_age;
+            map.retain(|_, (at, c)| c.get().is_none() || now.duration_since(*at) < max_age);
+        }
+        let cell = Arc::new(OnceCell::new());
+        map.insert(key, (now, cell.clone()));
+        cell
+    }
+}
+
+fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs_f64())
+        .unwrap_or(0.0)
+}
+
+/// Probes `hop` (labelled `target`) within the context's deadline. Never fails: every
+/// problem ends up in the report.
+#[tracing::instrument(skip_all, fields(target = %target))]
+pub async fn probe_target(
+    ctx: &ProbeContext,
+    target: &str,
+    hop: &NextHop,
+    opts: ProbeOptions,
+) -> TargetReport {
+    let started = Instant::now();
+    let mut report = match tokio::time::timeout(ctx.timeout, run(ctx, target, hop, opts)).await {
+        Ok(r) => r,
+        Err(_) => {
+            let mut r = empty_report(target, hop);
+            r.error = Some(format!("probe timed out after {:?}", ctx.timeout));
+            r
+        }
+    };
+    report.duration_seconds = started.elapsed().as_secs_f64();
+    report.timestamp = unix_now();
+    report.success = report.compute_success();
+    report
+}
+
+fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
+    TargetReport {
+        target: target.to_string(),
+        kind: hop.kind(),
+        timestamp: 0.0,
+        duration_seconds: 0.0,
+        mx_dnssec: None,
+        mx: Vec::new(),
+        implicit_mx: false,
+        null_mx: false,
+        hosts: Vec::new(),
+        lookups: Vec::new(),
+        error: None,
+        success: false,
+    }
+}
+
+async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions) -> TargetReport {
+    let mut report = empty_report(target, hop);
+    match hop {
+        NextHop::Address { ip, port } => {
+            let addr = SocketAddr::new(*ip, *port);
+            let smtp = smtp_probe(ctx, addr, None, opts).await;
+            let mut a = observe(ctx, Some(addr.ip()), Some(smtp), None);
+            a.why = "address target: no DNS, no DANE verdict".into();
+            report.hosts.push(HostReport {
+                mx: ip.to_string(),
+                preference: None,
+                port: *port,
+                address_dnssec: None,
+                tlsa_base: None,
+                tlsa_records: Vec::new(),
+                tlsa_dnssec: None,
+                dane_applies: false,
+                addresses: vec![a],
+                notes: Vec::new(),
+            });
+        }
+        NextHop::Host { host, port } => {
+            let plan = mx::HostPlan {
+                mx: host.clone(),
+                preference: None,
+                port: *port,
+                next_hop: host.clone(),
+                mx_secure: true,
+            };
+            let (h, lookups) = probe_host(ctx, plan, opts).await;
+            report.lookups.extend(lookups);
+            report.hosts.push(h);
+        }
+        NextHop::Domain(domain) => {
+            let set = mx::resolve_mx(&ctx.dns, domain).await;
+            report.lookups.push(set.answer.clone());
+            report.mx_dnssec = Some(set.answer.dnssec);
+            report.implicit_mx = set.implicit;
+            report.null_mx = set.null;
+            report.error = set.error.clone();
+            report.mx = set.hosts.iter().map(|h| (h.0, h.1.clone())).collect();
+            let mx_secure = set.answer.dnssec == dns::Dnssec::Secure;
+            let plans = set.hosts.iter().map(|(pref, name)| mx::HostPlan {
+                mx: name.clone(),
+                preference: Some(*pref),
+                port: crate::target::DEFAULT_PORT,
+                next_hop: domain.clone(),
+                mx_secure,
+            });
+            let results = futures::future::join_all(plans.map(|p| probe_host(ctx, p, opts))).await;
+            for (h, lookups) in results {
+                report.lookups.extend(lookups);
+                report.hosts.push(h);
+            }
+        }
+    }
+    report
+}
+
+/// DNS for one host (addresses, TLSA), then every address.
+async fn probe_host(
+    ctx: &ProbeContext,
+    plan: mx::HostPlan,
+    opts: ProbeOptions,
+) -> (HostReport, Vec<Arc<dns::Answer>>) {
+    let hd = mx::resolve_host(&ctx.dns, &plan).await;
+    let sni = hd
+        .tlsa_base
+        .clone()
+        .filter(|_| hd.dane_applies)
+        .unwrap_or_else(|| plan.mx.clone());
+    let addresses: Vec<AddressReport> = if hd.addrs.is_empty() {
+        vec![judge(&plan, &hd, observe(ctx, None, None, None))]
+    } else {
+        let mx_name = plan.mx.as_str();
+        let probes = hd.addrs.iter().map(|ip| {
+            let sni = sni.clone();
+            async move {
+                let addr = SocketAddr::new(*ip, plan.port);
+                let smtp = smtp_probe(ctx, addr, Some(sni), opts).await;
+                observe(ctx, Some(*ip), Some(smtp), Some(mx_name))
+            }
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .map(|a| judge(&plan, &hd, a))
+            .collect()
+    };
+    let host = HostReport {
+        mx: plan.mx.clone(),
+        preference: plan.preference,
+        port: plan.port,
+        address_dnssec: Some(hd.address_dnssec),
+        tlsa_base: hd.tlsa_base.clone(),
+        tlsa_records: hd.tlsa_records.clone(),
+        tlsa_dnssec: hd.tlsa_dnssec,
+        dane_applies: hd.dane_applies,
+        addresses,
+        notes: hd.notes.clone(),
+    };
+    (host, hd.lookups)
+}
+
+async fn smtp_probe(
+    ctx: &ProbeContext,
+    addr: SocketAddr,
+    sni: Option<String>,
+    opts: ProbeOptions,
+) -> Arc<SmtpReport> {
+    let phase = (ctx.timeout / 3).min(MAX_PHASE_TIMEOUT);
+    let smtp_opts = SmtpOptions {
+        helo_name: ctx.helo_name.clone(),
+        server_name: sni.clone(),
+        tls: ctx.tls.clone(),
+        connect_timeout: phase,
+        reply_timeout: phase,
+        tls_timeout: phase,
+        transcript: opts.transcript,
+    };
+    let run = || async {
+        ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
+        Arc::new(smtp::probe(addr, &smtp_opts).await)
+    };
+    if opts.fresh || opts.transcript {
+        return run().await;
+    }
+    let cell = ctx.smtp_cache.cell((addr, sni));
+    cell.get_or_init(run).await.clone()
+}
+
+/// Observation only: certificate facts and PKIX validity of what the address served.
+fn observe(
+    ctx: &ProbeContext,
+    address: Option<std::net::IpAddr>,
+    smtp: Option<Arc<SmtpReport>>,
+    pkix_name: Option<&str>,
+) -> AddressReport {
+    let mut certs = Vec::new();
+    let mut cert_errors = Vec::new();
+    let mut pkix = None;
+    if let Some(tls) = smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+        for (depth, der) in tls.chain.iter().enumerate() {
+            match cert::facts(depth, der.as_ref()) {
+                Ok(f) => certs.push(f),
+                Err(e) => cert_errors.push((depth, e.to_string())),
+            }
+        }
+        if !tls.chain.is_empty() {
+            pkix = Some(match pkix_name {
+                Some(name) => cert::pkix_verify(&tls.chain, &ctx.roots, name, UnixTime::now())
+                    .map_err(|e| e.to_string()),
+                None => Err("address target: no host name to check".to_string()),
+            });
+        }
+    }
+    AddressReport {
+        address,
+        smtp,
+        certs,
+        cert_errors,
+        pkix,
+        tlsa: Vec::new(),
+        dane: None,
+        why: String::new(),
+    }
+}
+
+/// The DANE verdict for one address (RFC 7672 §2.2, §3; DANE-NOTES.md), as Postfix reaches it.
+fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> AddressReport {
+    if let Some(why) = &hd.dns_failure {
+        a.dane = Some(DaneStatus::DnsFailure);
+        a.why = format!("{why}: a DANE sender defers");
+        return a;
+    }
+    if a.address.is_none() {
+        a.dane = Some(DaneStatus::DnsFailure);
+        a.why = "no address records: the host cannot be reached".into();
+        return a;
+    }
+    if !hd.dane_applies {
+        a.dane = Some(DaneStatus::None);
+        a.why = hd
+            .no_dane_reason
+            .clone()
+            .unwrap_or_else(|| "no secure TLSA RRset: DANE does not apply".into());
+        return a;
+    }
+    let chain: &[rustls::pki_types::CertificateDer<'static>] = a
+        .smtp
+        .as_ref()
+        .and_then(|s| s.tls.as_ref())
+        .map(|t| t.chain.as_slice())
+        .unwrap_or(&[]);
+    let mut names = Vec::with_capacity(3);
+    for n in [hd.tlsa_base.as_deref(), Some(plan.mx.as_str()), Some(plan.next_hop.as_str())]
+        .into_iter()
+        .flatten()
+    {
+        if !names.iter().any(|x: &String| x == n) {
+            names.push(n.to_string());
+        }
+    }
+    let eval = dane::evaluate(&DaneInput {
+        records: &hd.tlsa_records,
+        chain,
+        names: &names,
+        now: UnixTime::now(),
+    });
+    let tls_failure = match a.smtp.as_deref() {
+        None => Some("no SMTP session".to_string()),
+        Some(s) if s.tls.is_some() => None,
+        Some(s) => Some(match &s.error {
+            Some(e) => e.to_string(),
+            None => "TLS not established".to_string(),
+        }),
+    };
+    let (status, why) = match (&tls_failure, &eval.authentication) {
+        (Some(f), _) => (
+            DaneStatus::Failed,
+            format!("TLSA records require TLS, but {f}: a DANE sender defers"),
+        ),
+        (None, Authentication::NoUsableRecords) => (
+            DaneStatus::Unauthenticated,
+            "the TLSA RRset has no usable record: TLS is required but not authenticated".into(),
+        ),
+        (None, Authentication::Verified { record, depth }) => (
+            DaneStatus::Verified,
+            format!(
+                "{} matched at depth {depth}: a DANE sender delivers, authenticated",
+                eval.checks
+                    .get(*record)
+                    .map(|c| c.record.presentation())
+                    .unwrap_or_default()
+            ),
+        ),
+        (None, Authentication::NotAuthenticated) => (
+            DaneStatus::Failed,
+            "no usable TLSA record matches the served chain: a DANE sender defers".into(),
+        ),
+    };
+    a.tlsa = eval.checks;
+    a.dane = Some(status);
+    a.why = why;
+    a
+}

@@ -1,0 +1,1780 @@
+//! SMTP side of a probe: greeting, EHLO, STARTTLS, then hand-off to `tls`, then QUIT.
+//!
+//! Owns: the hand-written client dialogue, the bounded incremental reply parser
+//! ([`ReplyParser`], [`parse_reply_line`]), the per-phase deadlines and [`ProbeError`].
+//! Not here: DNS (`probe::mx`), the TLS configuration and handshake facts (`probe::tls`),
+//! judging certificates (`dane`, `cert`), metrics (`metrics`).
+//! RFC 5321 §4.1.1.1 (EHLO), §4.2 (replies), §4.5.3.1.5 (reply line length),
+//! §4.5.3.2 (timeouts); RFC 3207 (STARTTLS; §6 and CVE-2011-0411: no plaintext may follow
+//! the 220 to STARTTLS). Reads are capped in bytes ([`MAX_LINE_OCTETS`],
+//! [`MAX_REPLY_LINES`]) and each phase in time, so a misbehaving server yields a
+//! `ProbeError` quickly and with bounded memory.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::time::{timeout, Instant};
+use tracing::{debug, instrument};
+
+use super::tls::{self, TlsError, TlsFacts};
+
+/// Longest reply line accepted, line end included. RFC 5321 §4.5.3.1.5 says 512; real
+/// servers exceed it a little, so we allow about twice that.
+pub const MAX_LINE_OCTETS: usize = 1000;
+/// Most lines accepted in one (multi-line) reply. Real EHLO replies have about 10-20.
+pub const MAX_REPLY_LINES: usize = 100;
+/// Default TCP connect deadline.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default deadline per reply phase (greeting, EHLO, STARTTLS). RFC 5321 §4.5.3.2 lets a
+/// client wait 5 minutes; a monitor is stricter.
+pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
+/// Default TLS handshake deadline.
+pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
+/// Cap on the polite QUIT at the end (never extends a failed or finished probe by more).
+const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Read buffer: larger than one line, so a partial line always fits after compaction.
+const READ_BUFFER_OCTETS: usize = 2 * MAX_LINE_OCTETS;
+/// Longest excerpt of a bad line kept in an error (escaped, so at most 4x in chars).
+const MAX_EXCERPT_OCTETS: usize = 48;
+/// Longest reply text kept in an error.
+const MAX_ERROR_TEXT_CHARS: usize = 200;
+/// Longest HELO name (RFC 1035 domain, or an address literal).
+const MAX_HELO_OCTETS: usize = 255;
+
+/// Settings of one SMTP STARTTLS probe.
+#[derive(Debug, Clone)]
+pub struct SmtpOptions {
+    /// Name sent in EHLO (a domain or an address literal; no spaces or controls).
+    pub helo_name: String,
+    /// SNI: the TLSA base domain / MX name; `None` for an IP-literal target (no SNI).
+    pub server_name: Option<String>,
+    /// From [`tls::client_config`].
+    pub tls: Arc<rustls::ClientConfig>,
+    pub connect_timeout: Duration,
+    /// Per reply phase (greeting; EHLO command + reply; STARTTLS command + reply).
+    pub reply_timeout: Duration,
+    /// TLS handshake.
+    pub tls_timeout: Duration,
+    /// Record the dialogue (for `/probe?debug=true` and `check`).
+    pub transcript: bool,
+}
+
+impl SmtpOptions {
+    /// Options with the `DEFAULT_*` timeouts, no SNI and no transcript.
+    pub fn new(helo_name: impl Into<String>, tls: Arc<rustls::ClientConfig>) -> Self {
+        Self {
+            helo_name: helo_name.into(),
+            server_name: None,
+            tls,
+            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
+            reply_timeout: DEFAULT_REPLY_TIMEOUT,
+            tls_timeout: DEFAULT_TLS_TIMEOUT,
+            transcript: false,
+        }
+    }
+}
+
+/// One complete SMTP reply (RFC 5321 §4.2).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Reply {
+    pub code: u16,
+    /// Text after the code and separator, one entry per line; each at most
+    /// [`MAX_LINE_OCTETS`], invalid UTF-8 and control characters replaced by U+FFFD.
+    pub lines: Vec<String>,
+}
+
+impl Reply {
+    /// First text line, "" if none.
+    pub fn first_line(&self) -> &str {
+        self.lines.first().map_or("", String::as_str)
+    }
+}
+
+/// What probing one address over SMTP + STARTTLS learned. Plain data.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct SmtpReport {
+    pub address: SocketAddr,
+    pub connected: bool,
+    /// The 220 (or whatever came).
+    pub greeting: Option<Reply>,
+    pub ehlo: Option<Reply>,
+    /// EHLO keywords, upper case ("STARTTLS", "SIZE", "PIPELINING", ...).
+    pub extensions: Vec<String>,
+    pub starttls_advertised: bool,
+    /// The reply to STARTTLS, if it was sent.
+    pub starttls: Option<Reply>,
+    /// `Some` iff the handshake completed.
+    pub tls: Option<TlsFacts>,
+    /// The first failure; `None` if everything worked.
+    pub error: Option<ProbeError>,
+    /// "S: 220 ...", "C: EHLO ...", "-- TLS handshake: ..." when requested.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub transcript: Vec<String>,
+    pub seconds: f64,
+}
+
+impl SmtpReport {
+    fn new(address: SocketAddr) -> Self {
+        Self {
+            address,
+            connected: false,
+            greeting: None,
+            ehlo: None,
+            extensions: Vec::new(),
+            starttls_advertised: false,
+            starttls: None,
+            tls: None,
+            error: None,
+            transcript: Vec::new(),
+            seconds: 0.0,
+        }
+    }
+
+    /// Connected, greeted with 220 and EHLO answered with 250 (whatever happened next).
+    pub fn smtp_up(&self) -> bool {
+        self.connected
+            && self.greeting.as_ref().is_some_and(|r| r.code == 220)
+            && self.ehlo.as_ref().is_some_and(|r| r.code == 250)
+    }
+}
+
+/// Step of the dialogue, for errors and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Phase {
+    Connect,
+    Greeting,
+    Ehlo,
+    #[serde(rename = "starttls")]
+    StartTls,
+    Handshake,
+    Quit,
+}
+
+impl Phase {
+    /// Fixed value set: safe as a label or log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Connect => "connect",
+            Self::Greeting => "greeting",
+            Self::Ehlo => "ehlo",
+            Self::StartTls => "starttls",
+            Self::Handshake => "handshake",
+            Self::Quit => "quit",
+        }
+    }
+}
+
+impl std::fmt::Display for Phase {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An io error, kept as data (`std::io::Error` is neither `Clone` nor `Serialize`).
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct IoFailure {
+    /// `std::io::ErrorKind` in Debug form, e.g. "ConnectionReset".
+    pub kind: String,
+    pub message: String,
+}
+
+impl From<&std::io::Error> for IoFailure {
+    fn from(e: &std::io::Error) -> Self {
+        Self {
+            kind: format!("{:?}", e.kind()),
+            message: e.to_string().chars().take(MAX_ERROR_TEXT_CHARS).collect(),
+        }
+    }
+}
+
+impl std::fmt::Display for IoFailure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+/// Why bytes are not a valid SMTP reply (RFC 5321 §4.2). Pure parser errors; the probe
+/// wraps them with the phase in [`ProbeError`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ReplyError {
+    #[error("reply line longer than {limit} octets")]
+    LineTooLong { limit: usize },
+    #[error("reply longer than {limit} lines")]
+    TooManyLines { limit: usize },
+    #[error("line does not start with a reply code: {excerpt}")]
+    BadCode { excerpt: String },
+    #[error("bad separator after reply code {code}: {excerpt}")]
+    BadSeparator { code: u16, excerpt: String },
+    #[error("line with code {then} continues a {first} reply")]
+    MixedCodes { first: u16, then: u16 },
+}
+
+impl ReplyError {
+    /// Fixed value set: safe as a label or log field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::LineTooLong { .. } => "line_too_long",
+            Self::TooManyLines { .. } => "too_many_lines",
+            Self::BadCode { .. } => "bad_code",
+            Self::BadSeparator { .. } => "bad_separator",
+            Self::MixedCodes { .. } => "mixed_codes",
+        }
+    }
+}
+
+/// Everything that can end a probe early. A broken target is data: this goes into the
+/// report, and [`ProbeError::reason`] into a bounded label.
+#[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ProbeError {
+    #[error("invalid HELO name {name:?}")]
+    InvalidHeloName { name: String },
+    #[error("server name {name:?} is neither a DNS name nor an IP address")]
+    BadServerName { name: String },
+    #[error("connection to {addr} refused")]
+    ConnectRefused { addr: SocketAddr },
+    #[error("connect to {addr} failed: {error}")]
+    Connect { addr: SocketAddr, error: IoFailure },
+    #[error("connect to {addr} timed out after {after:?}")]
+    ConnectTimeout {
+        addr: SocketAddr,
+        #[serde(serialize_with = "serialize_seconds")]
+        after: Duration,
+    },
+    #[error("no greeting within {after:?}")]
+    GreetingTimeout {
+        #[serde(serialize_with = "serialize_seconds")]
+        after: Duration,
+    },
+    #[error("no complete {phase} reply within {after:?}")]
+    ReplyTimeout {
+        phase: Phase,
+        #[serde(serialize_with = "serialize_seconds")]
+        after: Duration,
+    },
+    #[error("server closed the connection during {phase} (reset: {reset}; {partial_octets} octets of an unfinished line)")]
+    Closed {
+        phase: Phase,
+        /// Reset (or broken pipe) rather than an orderly FIN; which one a client sees
+        /// after a server's close races with our writes, so both share one reason.
+        reset: bool,
+        partial_octets: usize,
+    },
+    #[error("i/o error during {phase}: {error}")]
+    Io { phase: Phase, error: IoFailure },
+    #[error("not an SMTP server: greeting starts with {excerpt}")]
+    NotSmtp { excerpt: String },
+    #[error("{phase} reply line longer than {limit} octets")]
+    LineTooLong { phase: Phase, limit: usize },
+    #[error("{phase} reply longer than {limit} lines")]
+    TooManyLines { phase: Phase, limit: usize },
+    #[error("malformed {phase} reply: {error}")]
+    BadReply { phase: Phase, error: ReplyError },
+    #[error("greeting rejected with {code}: {text}")]
+    GreetingRejected { code: u16, text: String },
+    #[error("EHLO rejected with {code}: {text}")]
+    EhloRejected { code: u16, text: String },
+    #[error("STARTTLS not advertised")]
+    StartTlsNotOffered,
+    #[error("STARTTLS rejected with {code}: {text}")]
+    StartTlsRejected { code: u16, text: String },
+    #[error("{octets} octets pipelined after the 220 to STARTTLS (plaintext injection)")]
+    DataAfterStartTls { octets: usize },
+    #[error("TLS handshake failed: {message}")]
+    Handshake { io_kind: String, message: String },
+    #[error("TLS handshake timed out after {after:?}")]
+    TlsTimeout {
+        #[serde(serialize_with = "serialize_seconds")]
+        after: Duration,
+    },
+}
+
+impl ProbeError {
+    /// Fixed value set: safe as a label or log field.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            Self::InvalidHeloName { .. } => "invalid_helo_name",
+            Self::BadServerName { .. } => "bad_server_name",
+            Self::ConnectRefused { .. } => "connect_refused",
+            Self::Connect { .. } => "connect_error",
+            Self::ConnectTimeout { .. } => "connect_timeout",
+            Self::GreetingTimeout { .. } => "greeting_timeout",
+            Self::ReplyTimeout { phase, .. } => match phase {
+                Phase::Ehlo => "ehlo_timeout",
+                Phase::StartTls => "starttls_timeout",
+                Phase::Quit => "quit_timeout",
+                // Not produced (greeting and handshake have their own variants).
+                Phase::Connect | Phase::Greeting | Phase::Handshake => "reply_timeout",
+            },
+            Self::Closed { .. } => "closed",
+            Self::Io { .. } => "io_error",
+            Self::NotSmtp { .. } => "not_smtp",
+            Self::LineTooLong { .. } => "line_too_long",
+            Self::TooManyLines { .. } => "too_many_lines",
+            Self::BadReply { .. } => "bad_reply",
+            Self::GreetingRejected { .. } => "greeting_rejected",
+            Self::EhloRejected { .. } => "ehlo_rejected",
+            Self::StartTlsNotOffered => "no_starttls",
+            Self::StartTlsRejected { .. } => "starttls_rejected",
+            Self::DataAfterStartTls { .. } => "data_after_starttls",
+            Self::Handshake { .. } => "tls_handshake",
+            Self::TlsTimeout { .. } => "tls_timeout",
+        }
+    }
+
+    fn from_reply_error(phase: Phase, e: ReplyError) -> Self {
+        match e {
+            ReplyError::LineTooLong { limit } => Self::LineTooLong { phase, limit },
+            ReplyError::TooManyLines { limit } => Self::TooManyLines { phase, limit },
+            // No reply code at all in the greeting: something else listens there
+            // (HTTP, SSH, implicit TLS that talks first, binary noise).
+            ReplyError::BadCode { excerpt } if phase == Phase::Greeting => {
+                Self::NotSmtp { excerpt }
+            }
+            other => Self::BadReply {
+                phase,
+                error: other,
+            },
+        }
+    }
+}
+
+impl From<TlsError> for ProbeError {
+    fn from(e: TlsError) -> Self {
+        match e {
+            TlsError::BadServerName { name } => Self::BadServerName { name },
+            TlsError::Timeout { after } => Self::TlsTimeout { after },
+            TlsError::Handshake { io_kind, message } => Self::Handshake { io_kind, message },
+        }
+    }
+}
+
+fn serialize_seconds<S: serde::Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_f64(d.as_secs_f64())
+}
+
+/// One parsed reply line (RFC 5321 §4.2): `code`, whether it is the `last` line of its
+/// reply, and the `text` after the separator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyLine<'a> {
+    pub code: u16,
+    pub last: bool,
+    pub text: &'a [u8],
+}
+
+/// Parse one reply line. `line` may end in "\r\n", "\n" or nothing; it must be at most
+/// [`MAX_LINE_OCTETS`] long, line end included.
+///
+/// Grammar (RFC 5321 §4.2): `Reply-code = %x32-35 %x30-35 %x30-39`, then '-' (more lines
+/// follow), ' ' or the end of the line (last line), then any text.
+pub fn parse_reply_line(line: &[u8]) -> Result<ReplyLine<'_>, ReplyError> {
+    if line.len() > MAX_LINE_OCTETS {
+        return Err(ReplyError::LineTooLong {
+            limit: MAX_LINE_OCTETS,
+        });
+    }
+    let line = line.strip_suffix(b"\n").unwrap_or(line);
+    let line = line.strip_suffix(b"\r").unwrap_or(line);
+    let code = match line {
+        [a @ b'2'..=b'5', b @ b'0'..=b'5', c @ b'0'..=b'9', ..] => {
+            u16::from(a - b'0') * 100 + u16::from(b - b'0') * 10 + u16::from(c - b'0')
+        }
+        _ => {
+            return Err(ReplyError::BadCode {
+                excerpt: excerpt(line),
+            })
+        }
+    };
+    match line.get(3) {
+        None => Ok(ReplyLine {
+            code,
+            last: true,
+            text: &[],
+        }),
+        Some(b' ') => Ok(ReplyLine {
+            code,
+            last: true,
+            text: &line[4..],
+        }),
+        Some(b'-') => Ok(ReplyLine {
+            code,
+            last: false,
+            text: &line[4..],
+        }),
+        Some(_) => Err(ReplyError::BadSeparator {
+            code,
+            excerpt: excerpt(line),
+        }),
+    }
+}
+
+/// Early check of an unfinished line: fails as soon as its first four octets cannot start
+/// a reply line, so a server sending garbage without line ends is caught at once.
+fn check_partial_line(partial: &[u8]) -> Result<(), ReplyError> {
+    let ok = partial.iter().take(4).enumerate().all(|(i, &b)| match i {
+        0 => (b'2'..=b'5').contains(&b),
+        1 => (b'0'..=b'5').contains(&b),
+        2 => b.is_ascii_digit(),
+        _ => matches!(b, b' ' | b'-' | b'\r'),
+    });
+    if ok {
+        return Ok(());
+    }
+    // Let the full-line parser name the error precisely.
+    match parse_reply_line(&partial[..partial.len().min(4)]) {
+        Err(e) => Err(e),
+        // "220\r" cut after the CR: fine so far (handled above); unreachable otherwise.
+        Ok(_) => Ok(()),
+    }
+}
+
+/// Incremental, bounded parser of SMTP replies: feed it buffered bytes, it consumes whole
+/// lines and returns a [`Reply`] when the last line of one arrives. Bytes after that line
+/// are left unconsumed (the STARTTLS hand-over needs to see them). After an error the
+/// parser must not be used again.
+#[derive(Debug, Default)]
+pub struct ReplyParser {
+    code: u16,
+    lines: Vec<String>,
+}
+
+impl ReplyParser {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Consume as many complete lines of `input` as belong to the current reply.
+    /// Returns how many octets were consumed and the reply if it is complete. An
+    /// unfinished line is never consumed; the caller keeps it and feeds it again with more
+    /// bytes (it is at most [`MAX_LINE_OCTETS`] - 1 long, or this fails).
+    pub fn feed(&mut self, input: &[u8]) -> Result<(usize, Option<Reply>), ReplyError> {
+        let mut consumed = 0;
+        while consumed < input.len() {
+            let rest = &input[consumed..];
+            let Some(nl) = rest.iter().position(|&b| b == b'\n') else {
+                check_partial_line(rest)?;
+                if rest.len() >= MAX_LINE_OCTETS {
+                    return Err(ReplyError::LineTooLong {
+                        limit: MAX_LINE_OCTETS,
+                    });
+                }
+                break;
+            };
+            let line = parse_reply_line(&rest[..=nl])?;
+            consumed += nl + 1;
+            if self.lines.is_empty() {
+                self.code = line.code;
+            } else if line.code != self.code {
+                return Err(ReplyError::MixedCodes {
+                    first: self.code,
+                    then: line.code,
+                });
+            }
+            if self.lines.len() >= MAX_REPLY_LINES {
+                return Err(ReplyError::TooManyLines {
+                    limit: MAX_REPLY_LINES,
+                });
+            }
+            self.lines.push(text_to_string(line.text));
+            if line.last {
+                let reply = Reply {
+                    code: self.code,
+                    lines: std::mem::take(&mut self.lines),
+                };
+                return Ok((consumed, Some(reply)));
+            }
+        }
+        Ok((consumed, None))
+    }
+}
+
+/// Parse every complete reply in `input` (convenience for tests and the fuzz target):
+/// the replies, and the error that stopped parsing, if any. A trailing unfinished reply
+/// is ignored.
+pub fn parse_replies(input: &[u8]) -> (Vec<Reply>, Option<ReplyError>) {
+    let mut parser = ReplyParser::new();
+    let mut replies = Vec::new();
+    let mut at = 0;
+    while at < input.len() {
+        match parser.feed(&input[at..]) {
+            Ok((n, reply)) => {
+                at += n;
+                match reply {
+                    Some(r) => replies.push(r),
+                    None => break,
+                }
+            }
+            Err(e) => return (replies, Some(e)),
+        }
+    }
+    (replies, None)
+}
+
+/// Lossy UTF-8, control characters (NUL, ESC, CR, ...) replaced, tabs as spaces.
+fn text_to_string(text: &[u8]) -> String {
+    let s = String::from_utf8_lossy(text);
+    if !s.chars().any(char::is_control) {
+        return s.into_owned();
+    }
+    s.chars()
+        .map(|c| match c {
+            '\t' => ' ',
+            c if c.is_control() => char::REPLACEMENT_CHARACTER,
+            c => c,
+        })
+        .collect()
+}
+
+/// Short, escaped, printable excerpt of bad input for an error message.
+fn excerpt(bytes: &[u8]) -> String {
+    let cut = &bytes[..bytes.len().min(MAX_EXCERPT_OCTETS)];
+    let mut s = cut.escape_ascii().to_string();
+    if bytes.len() > cut.len() {
+        s.push_str("...");
+    }
+    s
+}
+
+fn error_text(reply: &Reply) -> String {
+    reply
+        .first_line()
+        .chars()
+        .take(MAX_ERROR_TEXT_CHARS)
+        .collect()
+}
+
+/// RFC 5321 §4.1.1.1 / §4.1.3: a domain or address literal; here only checked to be
+/// printable ASCII without spaces, so it cannot inject a command.
+fn valid_helo_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= MAX_HELO_OCTETS
+        && name.bytes().all(|b| (0x21..=0x7e).contains(&b))
+}
+
+/// EHLO keywords (RFC 5321 §4.1.1.1: `ehlo-keyword = (ALPHA / DIGIT) *(ALPHA / DIGIT /
+/// "-")`) from the lines after the first, upper case; malformed ones are skipped.
+fn ehlo_keywords(reply: &Reply) -> Vec<String> {
+    reply
+        .lines
+        .iter()
+        .skip(1)
+        .filter_map(|line| line.split_ascii_whitespace().next())
+        .filter(|kw| {
+            kw.as_bytes()
+                .first()
+                .is_some_and(|b| b.is_ascii_alphanumeric())
+                && kw.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+        })
+        .map(str::to_ascii_uppercase)
+        .collect()
+}
+
+/// Probe `addr`: connect, greeting, EHLO, STARTTLS, TLS handshake, QUIT. Never panics;
+/// every phase has its own deadline, so the whole probe takes at most about
+/// `connect_timeout + 3 * reply_timeout + tls_timeout + 2 s`.
+#[instrument(skip_all, fields(address = %addr))]
+pub async fn probe(addr: SocketAddr, opts: &SmtpOptions) -> SmtpReport {
+    let started = Instant::now();
+    let mut report = SmtpReport::new(addr);
+    if let Err(e) = run(addr, opts, &mut report).await {
+        debug!(reason = e.reason(), error = %e, "SMTP probe failed");
+        report.error = Some(e);
+    }
+    report.seconds = started.elapsed().as_secs_f64();
+    debug!(
+        seconds = report.seconds,
+        smtp_up = report.smtp_up(),
+        tls = report.tls.is_some(),
+        "SMTP probe done"
+    );
+    report
+}
+
+async fn run(
+    addr: SocketAddr,
+    opts: &SmtpOptions,
+    report: &mut SmtpReport,
+) -> Result<(), ProbeError> {
+    if !valid_helo_name(&opts.helo_name) {
+        return Err(ProbeError::InvalidHeloName {
+            name: opts.helo_name.chars().take(MAX_ERROR_TEXT_CHARS).collect(),
+        });
+    }
+    // Before connecting: a bad name is our problem, not the server's.
+    let server_name = tls::server_name(opts.server_name.as_deref(), addr.ip())?;
+
+    let stream = connect(addr, opts.connect_timeout).await?;
+    report.connected = true;
+    let transcript = opts.transcript.then_some(&mut report.transcript);
+    let mut conn = Conn::new(stream, transcript);
+
+    // Greeting (RFC 5321 §3.1, §4.3.1).
+    let greeting = timeout(opts.reply_timeout, conn.read_reply(Phase::Greeting))
+        .await
+        .map_err(|_| ProbeError::GreetingTimeout {
+            after: opts.reply_timeout,
+        })??;
+    let greeting = report.greeting.insert(greeting);
+    if greeting.code != 220 {
+        let err = ProbeError::GreetingRejected {
+            code: greeting.code,
+            text: error_text(greeting),
+        };
+        conn.quit_plain(opts.reply_timeout).await;
+        return Err(err);
+    }
+
+    // EHLO (RFC 5321 §4.1.1.1).
+    let ehlo = conn
+        .exchange(
+            Phase::Ehlo,
+            opts.reply_timeout,
+            &[b"EHLO ", opts.helo_name.as_bytes()],
+        )
+        .await?;
+    let ehlo = report.ehlo.insert(ehlo);
+    if ehlo.code != 250 {
+        let err = ProbeError::EhloRejected {
+            code: ehlo.code,
+            text: error_text(ehlo),
+        };
+        conn.quit_plain(opts.reply_timeout).await;
+        return Err(err);
+    }
+    report.extensions = ehlo_keywords(ehlo);
+    report.starttls_advertised = report.extensions.iter().any(|k| k == "STARTTLS");
+    if !report.starttls_advertised {
+        conn.quit_plain(opts.reply_timeout).await;
+        return Err(ProbeError::StartTlsNotOffered);
+    }
+
+    // STARTTLS (RFC 3207 §4).
+    let reply = conn
+        .exchange(Phase::StartTls, opts.reply_timeout, &[b"STARTTLS"])
+        .await?;
+    let reply = report.starttls.insert(reply);
+    if reply.code != 220 {
+        let err = ProbeError::StartTlsRejected {
+            code: reply.code,
+            text: error_text(reply),
+        };
+        conn.quit_plain(opts.reply_timeout).await;
+        return Err(err);
+    }
+    // RFC 3207 §6 / CVE-2011-0411: nothing may follow the 220 in plaintext. Abort
+    // without a QUIT: the dialogue is no longer trustworthy.
+    let pipelined = conn.pipelined();
+    if pipelined > 0 {
+        return Err(ProbeError::DataAfterStartTls { octets: pipelined });
+    }
+
+    // Handshake: the read buffer is empty, so no byte is lost at the hand-over.
+    let (stream, mut transcript) = conn.into_parts();
+    let (mut tls_stream, facts) =
+        tls::handshake(stream, server_name, Arc::clone(&opts.tls), opts.tls_timeout).await?;
+    if let Some(t) = transcript.as_mut() {
+        t.push(format!(
+            "-- TLS handshake: {} {} ({} certificates, {:.1} ms)",
+            facts.version,
+            facts.cipher,
+            facts.chain_len,
+            facts.handshake_seconds * 1e3
+        ));
+        t.push("C: QUIT (over TLS; the 221 is not awaited)".to_owned());
+    }
+    report.tls = Some(facts);
+
+    // QUIT, close_notify, FIN; do not wait for the 221: after a TLS 1.3 session ticket it
+    // would be held back by the server's delayed-ACK stall (PERF-NOTES.md). A failure here
+    // changes nothing the probe learned, so it is only logged.
+    let quit = timeout(opts.reply_timeout.min(QUIT_TIMEOUT), async {
+        tls_stream.write_all(b"QUIT\r\n").await?;
+        tls_stream.shutdown().await
+    })
+    .await;
+    match quit {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => debug!(phase = "quit", error = %e, "QUIT over TLS failed"),
+        Err(_) => debug!(phase = "quit", "QUIT over TLS timed out"),
+    }
+    Ok(())
+}
+
+async fn connect(addr: SocketAddr, after: Duration) -> Result<TcpStream, ProbeError> {
+    let stream = match timeout(after, TcpStream::connect(addr)).await {
+        Err(_) => return Err(ProbeError::ConnectTimeout { addr, after }),
+        Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+            return Err(ProbeError::ConnectRefused { addr })
+        }
+        Ok(Err(e)) => {
+            return Err(ProbeError::Connect {
+                addr,
+                error: IoFailure::from(&e),
+            })
+        }
+        Ok(Ok(s)) => s,
+    };
+    // Small commands, one per round trip: do not let Nagle hold them.
+    if let Err(e) = stream.set_nodelay(true) {
+        debug!(error = %e, "TCP_NODELAY not set");
+    }
+    Ok(stream)
+}
+
+/// The plaintext connection: socket, one fixed read buffer (reused for every reply),
+/// the reply parser and the optional transcript.
+struct Conn<'t> {
+    stream: TcpStream,
+    buf: Box<[u8]>,
+    /// Unconsumed input is `buf[start..end]`.
+    start: usize,
+    end: usize,
+    parser: ReplyParser,
+    out: Vec<u8>,
+    transcript: Option<&'t mut Vec<String>>,
+}
+
+impl<'t> Conn<'t> {
+    fn new(stream: TcpStream, transcript: Option<&'t mut Vec<String>>) -> Self {
+        Self {
+            stream,
+            buf: vec![0; READ_BUFFER_OCTETS].into_boxed_slice(),
+            start: 0,
+            end: 0,
+            parser: ReplyParser::new(),
+            out: Vec::with_capacity(64),
+            transcript,
+        }
+    }
+
+    /// Octets received but not consumed by any reply.
+    fn buffered(&self) -> usize {
+        self.end - self.start
+    }
+
+    fn into_parts(self) -> (TcpStream, Option<&'t mut Vec<String>>) {
+        (self.stream, self.transcript)
+    }
+
+    /// Read one complete reply. Not bounded in time by itself: callers wrap the phase in
+    /// a timeout. Bounded in memory by the parser's limits and the fixed buffer.
+    async fn read_reply(&mut self, phase: Phase) -> Result<Reply, ProbeError> {
+        loop {
+            if self.start < self.end {
+                let (n, reply) = self
+                    .parser
+                    .feed(&self.buf[self.start..self.end])
+                    .map_err(|e| ProbeError::from_reply_error(phase, e))?;
+                self.start += n;
+                if self.start == self.end {
+                    self.start = 0;
+                    self.end = 0;
+                }
+                if let Some(reply) = reply {
+                    debug!(
+                        phase = phase.as_str(),
+                        code = reply.code,
+                        lines = reply.lines.len(),
+                        "reply"
+                    );
+                    if let Some(t) = self.transcript.as_mut() {
+                        record_reply(t, &reply);
+                    }
+                    return Ok(reply);
+                }
+            }
+            if self.end == self.buf.len() {
+                // The unfinished line is shorter than MAX_LINE_OCTETS (the parser checked),
+                // so this frees at least half the buffer.
+                self.buf.copy_within(self.start..self.end, 0);
+                self.end -= self.start;
+                self.start = 0;
+            }
+            let n = match self.stream.read(&mut self.buf[self.end..]).await {
+                Ok(n) => n,
+                Err(e) => return Err(self.io_error(phase, &e)),
+            };
+            if n == 0 {
+                return Err(ProbeError::Closed {
+                    phase,
+                    reset: false,
+                    partial_octets: self.buffered(),
+                });
+            }
+            self.end += n;
+        }
+    }
+
+    /// Send a command (its parts concatenated, CRLF appended).
+    async fn send(&mut self, phase: Phase, parts: &[&[u8]]) -> Result<(), ProbeError> {
+        self.out.clear();
+        for part in parts {
+            self.out.extend_from_slice(part);
+        }
+        if let Some(t) = self.transcript.as_mut() {
+            let mut line = String::with_capacity(self.out.len() + 3);
+            line.push_str("C: ");
+            line.push_str(&String::from_utf8_lossy(&self.out));
+            t.push(line);
+        }
+        self.out.extend_from_slice(b"\r\n");
+        debug!(phase = phase.as_str(), "command");
+        match self.stream.write_all(&self.out).await {
+            Ok(()) => Ok(()),
+            Err(e) => Err(self.io_error(phase, &e)),
+        }
+    }
+
+    /// A reset or broken pipe is the server closing on us: `Closed`; the rest is `Io`.
+    fn io_error(&self, phase: Phase, e: &std::io::Error) -> ProbeError {
+        use std::io::ErrorKind::{BrokenPipe, ConnectionAborted, ConnectionReset};
+        match e.kind() {
+            ConnectionReset | ConnectionAborted | BrokenPipe => ProbeError::Closed {
+                phase,
+                reset: true,
+                partial_octets: self.buffered(),
+            },
+            _ => ProbeError::Io {
+                phase,
+                error: IoFailure::from(e),
+            },
+        }
+    }
+
+    /// Octets pipelined after the last reply: those already buffered, plus whatever the
+    /// socket holds right now (one non-blocking read; they are discarded, as the probe
+    /// aborts anyway). Bytes arriving later reach the TLS layer and fail the handshake.
+    fn pipelined(&mut self) -> usize {
+        let mut octets = self.buffered();
+        let free = if self.end < self.buf.len() {
+            self.end
+        } else {
+            // Buffer full: any free slice will do, the content is thrown away.
+            self.start = 0;
+            self.end = 0;
+            0
+        };
+        if let Ok(n) = self.stream.try_read(&mut self.buf[free..]) {
+            octets += n;
+        }
+        octets
+    }
+
+    /// Command and reply, both within one deadline (so a dripping server cannot stretch it).
+    async fn exchange(
+        &mut self,
+        phase: Phase,
+        after: Duration,
+        command: &[&[u8]],
+    ) -> Result<Reply, ProbeError> {
+        timeout(after, async {
+            self.send(phase, command).await?;
+            self.read_reply(phase).await
+        })
+        .await
+        .map_err(|_| ProbeError::ReplyTimeout { phase, after })?
+    }
+
+    /// Polite end of a plaintext session: QUIT, wait briefly for the 221 (cheap without
+    /// TLS), close. Failures change nothing the probe learned, so they are only logged.
+    async fn quit_plain(&mut self, reply_timeout: Duration) {
+        let after = reply_timeout.min(QUIT_TIMEOUT);
+        if let Err(e) = self.exchange(Phase::Quit, after, &[b"QUIT"]).await {
+            debug!(phase = "quit", reason = e.reason(), "QUIT not answered");
+        }
+        let _ = timeout(after, self.stream.shutdown()).await;
+    }
+}
+
+fn record_reply(t: &mut Vec<String>, reply: &Reply) {
+    let n = reply.lines.len();
+    for (i, text) in reply.lines.iter().enumerate() {
+        let sep = if i + 1 == n { ' ' } else { '-' };
+        t.push(format!("S: {}{sep}{text}", reply.code));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    // ---------- parser: RFC 5321 §4.2 ----------
+
+    #[test]
+    fn reply_line_accepts_space_dash_and_bare_code() {
+        assert_eq!(
+            parse_reply_line(b"220 mx.example.org ESMTP\r\n"),
+            Ok(ReplyLine {
+                code: 220,
+                last: true,
+                text: b"mx.example.org ESMTP"
+            })
+        );
+        assert_eq!(
+            parse_reply_line(b"250-PIPELINING\n"),
+            Ok(ReplyLine {
+                code: 250,
+                last: false,
+                text: b"PIPELINING"
+            })
+        );
+        assert_eq!(
+            parse_reply_line(b"250\r\n"),
+            Ok(ReplyLine {
+                code: 250,
+                last: true,
+                text: b""
+            })
+        );
+        assert_eq!(
+            parse_reply_line(b"354"),
+            Ok(ReplyLine {
+                code: 354,
+                last: true,
+                text: b""
+            })
+        );
+    }
+
+    // RFC 5321 §4.2: Reply-code = %x32-35 %x30-35 %x30-39.
+    #[test]
+    fn reply_line_rejects_codes_outside_the_grammar() {
+        for bad in [
+            &b"120 x"[..],
+            b"260 x",
+            b"600 x",
+            b"22 x",
+            b"abc",
+            b"",
+            b"\0\xff\xfe",
+        ] {
+            assert!(
+                matches!(parse_reply_line(bad), Err(ReplyError::BadCode { .. })),
+                "{bad:?}"
+            );
+        }
+        assert!(matches!(
+            parse_reply_line(b"220x"),
+            Err(ReplyError::BadSeparator { code: 220, .. })
+        ));
+    }
+
+    #[test]
+    fn reply_line_longer_than_limit_is_rejected() {
+        let mut line = b"250 ".to_vec();
+        line.resize(MAX_LINE_OCTETS - 2, b'a');
+        line.extend_from_slice(b"\r\n");
+        assert!(parse_reply_line(&line).is_ok());
+        line.insert(5, b'a');
+        assert_eq!(
+            parse_reply_line(&line),
+            Err(ReplyError::LineTooLong {
+                limit: MAX_LINE_OCTETS
+            })
+        );
+    }
+
+    #[test]
+    fn multi_line_reply_with_crlf_and_bare_lf_parses() {
+        let input =
+            b"250-mx.example.org Hello\r\n250-SIZE 10240000\n250-8BITMIME\r\n250 STARTTLS\r\nrest";
+        let mut p = ReplyParser::new();
+        let (n, reply) = p.feed(input).unwrap();
+        assert_eq!(&input[n..], b"rest");
+        let reply = reply.unwrap();
+        assert_eq!(reply.code, 250);
+        assert_eq!(
+            reply.lines,
+            [
+                "mx.example.org Hello",
+                "SIZE 10240000",
+                "8BITMIME",
+                "STARTTLS"
+            ]
+        );
+        assert_eq!(ehlo_keywords(&reply), ["SIZE", "8BITMIME", "STARTTLS"]);
+    }
+
+    #[test]
+    fn parser_resumes_across_partial_feeds() {
+        let input = b"220-first\r\n220 second\r\n";
+        let mut p = ReplyParser::new();
+        let mut pending: Vec<u8> = Vec::new();
+        let mut got = None;
+        for &b in input.iter() {
+            pending.push(b);
+            let (n, reply) = p.feed(&pending).unwrap();
+            pending.drain(..n);
+            if reply.is_some() {
+                got = reply;
+            }
+        }
+        assert_eq!(got.unwrap().lines, ["first", "second"]);
+        assert!(pending.is_empty());
+    }
+
+    // RFC 5321 §4.2.1: all lines of a multi-line reply carry the same code.
+    #[test]
+    fn continuation_with_other_code_is_mixed_codes() {
+        let (replies, err) = parse_replies(b"250-a\r\n251 b\r\n");
+        assert!(replies.is_empty());
+        assert_eq!(
+            err,
+            Some(ReplyError::MixedCodes {
+                first: 250,
+                then: 251
+            })
+        );
+    }
+
+    #[test]
+    fn more_than_max_lines_is_too_many_lines() {
+        let mut input = Vec::new();
+        for _ in 0..MAX_REPLY_LINES - 1 {
+            input.extend_from_slice(b"250-x\r\n");
+        }
+        input.extend_from_slice(b"250 x\r\n");
+        let (replies, err) = parse_replies(&input);
+        assert_eq!((replies.len(), err), (1, None));
+        assert_eq!(replies[0].lines.len(), MAX_REPLY_LINES);
+
+        let mut input = b"250-x\r\n".repeat(MAX_REPLY_LINES);
+        input.extend_from_slice(b"250 x\r\n");
+        let (_, err) = parse_replies(&input);
+        assert_eq!(
+            err,
+            Some(ReplyError::TooManyLines {
+                limit: MAX_REPLY_LINES
+            })
+        );
+    }
+
+    #[test]
+    fn unfinished_line_at_limit_is_too_long_without_a_line_end() {
+        let input = vec![b'2'; MAX_LINE_OCTETS];
+        let mut p = ReplyParser::new();
+        // "222" then '2' as separator: caught early, before the limit.
+        assert!(matches!(
+            p.feed(&input),
+            Err(ReplyError::BadSeparator { code: 222, .. })
+        ));
+        let mut input = b"220 ".to_vec();
+        input.resize(MAX_LINE_OCTETS - 1, b'x');
+        assert_eq!(ReplyParser::new().feed(&input), Ok((0, None)));
+        input.push(b'x');
+        assert_eq!(
+            ReplyParser::new().feed(&input),
+            Err(ReplyError::LineTooLong {
+                limit: MAX_LINE_OCTETS
+            })
+        );
+    }
+
+    #[test]
+    fn garbage_is_rejected_before_the_line_ends() {
+        assert!(matches!(
+            ReplyParser::new().feed(b"SSH-2.0-OpenSSH"),
+            Err(ReplyError::BadCode { .. })
+        ));
+        assert!(matches!(
+            ReplyParser::new().feed(b"\x16\x03\x01"),
+            Err(ReplyError::BadCode { .. })
+        ));
+        // A valid prefix waits for more.
+        assert_eq!(ReplyParser::new().feed(b"22"), Ok((0, None)));
+        assert_eq!(ReplyParser::new().feed(b"220\r"), Ok((0, None)));
+    }
+
+    #[test]
+    fn reply_text_is_sanitised() {
+        let (replies, err) = parse_replies(b"220 a\0b\xff\x1bc\td\r\n");
+        assert_eq!(err, None);
+        assert_eq!(replies[0].lines, ["a\u{fffd}b\u{fffd}\u{fffd}c d"]);
+    }
+
+    #[test]
+    fn helo_names_that_could_inject_are_invalid() {
+        assert!(valid_helo_name("probe.example.org"));
+        assert!(valid_helo_name("[192.0.2.1]"));
+        assert!(!valid_helo_name(""));
+        assert!(!valid_helo_name("a b"));
+        assert!(!valid_helo_name("a\r\nRCPT TO:<x>"));
+    }
+
+    #[test]
+    fn error_reasons_are_label_safe() {
+        let errors = [
+            ProbeError::StartTlsNotOffered,
+            ProbeError::GreetingTimeout {
+                after: Duration::from_secs(1),
+            },
+            ProbeError::ReplyTimeout {
+                phase: Phase::Ehlo,
+                after: Duration::from_secs(1),
+            },
+            ProbeError::DataAfterStartTls { octets: 3 },
+        ];
+        for e in errors {
+            assert!(e
+                .reason()
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b == b'_'));
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn arbitrary_bytes_never_panic_and_stay_bounded(input in proptest::collection::vec(any::<u8>(), 0..4096)) {
+            let (replies, _) = parse_replies(&input);
+            for r in &replies {
+                prop_assert!(r.lines.len() <= MAX_REPLY_LINES);
+                prop_assert!(r.lines.iter().all(|l| l.len() <= 3 * MAX_LINE_OCTETS));
+                prop_assert!((200..=559).contains(&r.code));
+            }
+            let _ = parse_reply_line(&input);
+        }
+
+        #[test]
+        fn valid_multi_line_replies_round_trip(
+            code in 200u16..=559,
+            texts in proptest::collection::vec("[ -~]{0,60}", 1..20),
+            crlf in any::<bool>(),
+        ) {
+            prop_assume!(code % 100 / 10 <= 5);
+            let eol: &[u8] = if crlf { b"\r\n" } else { b"\n" };
+            let mut input = Vec::new();
+            for (i, t) in texts.iter().enumerate() {
+                input.extend_from_slice(code.to_string().as_bytes());
+                input.push(if i + 1 == texts.len() { b' ' } else { b'-' });
+                input.extend_from_slice(t.as_bytes());
+                input.extend_from_slice(eol);
+            }
+            let (replies, err) = parse_replies(&input);
+            prop_assert_eq!(err, None);
+            prop_assert_eq!(replies.len(), 1);
+            prop_assert_eq!(replies[0].code, code);
+            prop_assert_eq!(&replies[0].lines, &texts);
+        }
+
+        #[test]
+        fn split_feeding_equals_whole_feeding(
+            input in proptest::collection::vec(prop_oneof![
+                Just(b"250-x\r\n".to_vec()), Just(b"250 y\n".to_vec()), Just(b"220 z\r\n".to_vec()),
+                proptest::collection::vec(any::<u8>(), 0..8)], 0..12).prop_map(|v| v.concat()),
+            split in any::<prop::sample::Index>(),
+        ) {
+            let whole = parse_replies(&input);
+            // Feed in two chunks the way the probe does: keep unconsumed bytes.
+            let cut = split.index(input.len() + 1);
+            let mut p = ReplyParser::new();
+            let mut pending = input[..cut].to_vec();
+            let mut replies = Vec::new();
+            let mut err = None;
+            let mut fed_rest = false;
+            loop {
+                match p.feed(&pending) {
+                    Err(e) => { err = Some(e); break; }
+                    Ok((n, r)) => {
+                        pending.drain(..n);
+                        if let Some(r) = r { replies.push(r); continue; }
+                        if fed_rest { break; }
+                        pending.extend_from_slice(&input[cut..]);
+                        fed_rest = true;
+                    }
+                }
+            }
+            // Early garbage detection may fire on a prefix; otherwise results agree.
+            if err.is_none() && whole.1.is_none() {
+                prop_assert_eq!(replies, whole.0);
+            }
+        }
+    }
+
+    // ---------- dialogue against in-test servers on 127.0.0.1 ----------
+
+    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use tokio::io::AsyncRead;
+    use tokio::net::TcpListener;
+    use tokio::sync::oneshot;
+
+    const MX: &str = "mx.test.example";
+
+    struct TestPki {
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    }
+
+    /// CA + leaf for `MX`, served as leaf, CA.
+    fn pki() -> TestPki {
+        let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
+        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
+        let leaf_key = KeyPair::generate().unwrap();
+        let leaf = CertificateParams::new(vec![MX.to_owned()])
+            .unwrap()
+            .signed_by(&leaf_key, &ca)
+            .unwrap();
+        TestPki {
+            chain: vec![leaf.der().clone(), ca.der().clone()],
+            key: PrivatePkcs8KeyDer::from(leaf_key.serialize_der()).into(),
+        }
+    }
+
+    fn server_config(
+        pki: &TestPki,
+        versions: &[&'static rustls::SupportedProtocolVersion],
+    ) -> Arc<rustls::ServerConfig> {
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_protocol_versions(versions)
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(pki.chain.clone(), pki.key.clone_key())
+        .unwrap();
+        Arc::new(config)
+    }
+
+    fn options() -> SmtpOptions {
+        let mut o = SmtpOptions::new("probe.test.example", tls::client_config());
+        o.server_name = Some(MX.to_owned());
+        o.connect_timeout = Duration::from_secs(5);
+        o.reply_timeout = Duration::from_secs(5);
+        o.tls_timeout = Duration::from_secs(5);
+        o.transcript = true;
+        o
+    }
+
+    /// Serve one connection on 127.0.0.1 with `script`.
+    async fn serve<F, Fut>(script: F) -> SocketAddr
+    where
+        F: FnOnce(TcpStream) -> Fut + Send + 'static,
+        Fut: std::future::Future<Output = ()> + Send + 'static,
+    {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            if let Ok((s, _)) = listener.accept().await {
+                script(s).await;
+            }
+        });
+        addr
+    }
+
+    /// Read one command line byte by byte (never over-reads, so TLS can follow).
+    async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> String {
+        let mut line = Vec::new();
+        let mut b = [0u8; 1];
+        while r.read(&mut b).await.unwrap_or(0) == 1 {
+            line.push(b[0]);
+            if b[0] == b'\n' {
+                break;
+            }
+        }
+        String::from_utf8_lossy(&line).into_owned()
+    }
+
+    const EHLO_OK: &[u8] = b"250-mx.test.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 REQUIRETLS\r\n";
+
+    /// Greeting and EHLO with STARTTLS, then read the STARTTLS command.
+    async fn until_starttls(s: &mut TcpStream) {
+        s.write_all(b"220 mx.test.example ESMTP test\r\n")
+            .await
+            .unwrap();
+        assert!(read_line(s).await.starts_with("EHLO probe.test.example"));
+        s.write_all(EHLO_OK).await.unwrap();
+        assert_eq!(read_line(s).await, "STARTTLS\r\n");
+    }
+
+    /// A good STARTTLS server; sends (SNI seen, command after TLS) when done.
+    async fn good_server(
+        config: Arc<rustls::ServerConfig>,
+    ) -> (SocketAddr, oneshot::Receiver<(Option<String>, String)>) {
+        let (tx, rx) = oneshot::channel();
+        let addr = serve(move |mut s| async move {
+            until_starttls(&mut s).await;
+            s.write_all(b"220 2.0.0 Ready to start TLS\r\n")
+                .await
+                .unwrap();
+            let mut tls = tokio_rustls::TlsAcceptor::from(config)
+                .accept(s)
+                .await
+                .unwrap();
+            let sni = tls.get_ref().1.server_name().map(str::to_owned);
+            let cmd = read_line(&mut tls).await;
+            let _ = tls.write_all(b"221 2.0.0 Bye\r\n").await;
+            let _ = tls.shutdown().await;
+            let _ = tx.send((sni, cmd));
+        })
+        .await;
+        (addr, rx)
+    }
+
+    fn assert_error(report: &SmtpReport, reason: &str) {
+        let err = report
+            .error
+            .as_ref()
+            .unwrap_or_else(|| panic!("no error: {report:?}"));
+        assert_eq!(err.reason(), reason, "{err:?}");
+    }
+
+    #[tokio::test]
+    async fn good_starttls_server_yields_chain_version_cipher_and_sni() {
+        let pki = pki();
+        let (addr, done) = good_server(server_config(&pki, &[&rustls::version::TLS13])).await;
+        let report = probe(addr, &options()).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        assert!(report.smtp_up());
+        assert!(report.starttls_advertised);
+        assert_eq!(
+            report.extensions,
+            ["PIPELINING", "SIZE", "8BITMIME", "STARTTLS", "REQUIRETLS"]
+        );
+        let tls = report.tls.as_ref().unwrap();
+        assert_eq!(tls.version, "TLSv1.3");
+        assert!(tls.cipher.starts_with("TLS13_"), "{}", tls.cipher);
+        assert_eq!(tls.chain, pki.chain, "chain exactly as served, leaf first");
+        let (sni, cmd) = done.await.unwrap();
+        assert_eq!(sni.as_deref(), Some(MX));
+        assert_eq!(cmd, "QUIT\r\n", "only QUIT after TLS, no second EHLO");
+        assert_eq!(report.transcript[0], "S: 220 mx.test.example ESMTP test");
+        assert_eq!(report.transcript[1], "C: EHLO probe.test.example");
+        assert!(report
+            .transcript
+            .iter()
+            .any(|l| l.starts_with("-- TLS handshake: TLSv1.3")));
+        assert!(report.seconds < 2.0, "{}", report.seconds);
+    }
+
+    #[tokio::test]
+    async fn tls12_server_and_ip_literal_target_send_no_sni() {
+        let pki = pki();
+        let (addr, done) = good_server(server_config(&pki, &[&rustls::version::TLS12])).await;
+        let mut opts = options();
+        opts.server_name = None;
+        let report = probe(addr, &opts).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        let tls = report.tls.as_ref().unwrap();
+        assert_eq!(tls.version, "TLSv1.2");
+        assert!(tls.cipher.starts_with("TLS_ECDHE_"), "{}", tls.cipher);
+        assert_eq!(tls.chain.len(), 2);
+        let (sni, _) = done.await.unwrap();
+        assert_eq!(sni, None);
+    }
+
+    /// Serves the chain of `pki` but signs with another key: the server cannot prove
+    /// it holds the leaf key, so the handshake must fail although any chain is accepted.
+    #[tokio::test]
+    async fn server_without_the_leaf_key_fails_the_handshake() {
+        #[derive(Debug)]
+        struct Fixed(Arc<rustls::sign::CertifiedKey>);
+        impl rustls::server::ResolvesServerCert for Fixed {
+            fn resolve(
+                &self,
+                _: rustls::server::ClientHello<'_>,
+            ) -> Option<Arc<rustls::sign::CertifiedKey>> {
+                Some(Arc::clone(&self.0))
+            }
+        }
+        let pki = pki();
+        let other = KeyPair::generate().unwrap();
+        let other_key: PrivateKeyDer<'static> =
+            PrivatePkcs8KeyDer::from(other.serialize_der()).into();
+        let signer = rustls::crypto::ring::sign::any_supported_type(&other_key).unwrap();
+        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_cert_resolver(Arc::new(Fixed(Arc::new(rustls::sign::CertifiedKey::new(
+            pki.chain.clone(),
+            signer,
+        )))));
+        let addr = serve(move |mut s| async move {
+            until_starttls(&mut s).await;
+            s.write_all(b"220 go ahead\r\n").await.unwrap();
+            let _ = tokio_rustls::TlsAcceptor::from(Arc::new(config))
+                .accept(s)
+                .await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert_error(&report, "tls_handshake");
+        assert!(report.tls.is_none());
+        assert!(report.smtp_up());
+    }
+
+    #[tokio::test]
+    async fn server_without_starttls_is_up_but_no_starttls() {
+        let (tx, rx) = oneshot::channel();
+        let addr = serve(|mut s| async move {
+            s.write_all(b"220 plain ESMTP\r\n").await.unwrap();
+            read_line(&mut s).await;
+            s.write_all(b"250-plain\r\n250-SIZE 1000\r\n250 8BITMIME\r\n")
+                .await
+                .unwrap();
+            let quit = read_line(&mut s).await;
+            s.write_all(b"221 bye\r\n").await.unwrap();
+            let _ = tx.send(quit);
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert_error(&report, "no_starttls");
+        assert!(matches!(report.error, Some(ProbeError::StartTlsNotOffered)));
+        assert!(report.smtp_up());
+        assert!(!report.starttls_advertised);
+        assert_eq!(report.extensions, ["SIZE", "8BITMIME"]);
+        assert_eq!(rx.await.unwrap(), "QUIT\r\n");
+        assert_eq!(report.transcript.last().unwrap(), "S: 221 bye");
+    }
+
+    // RFC 5321 §3.1: a 554 greeting refuses service.
+    #[tokio::test]
+    async fn greeting_554_is_rejected_with_its_code() {
+        let addr = serve(|mut s| async move {
+            s.write_all(b"554-go away\r\n554 no service\r\n")
+                .await
+                .unwrap();
+            let _ = read_line(&mut s).await;
+            let _ = s.write_all(b"221 bye\r\n").await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        match &report.error {
+            Some(ProbeError::GreetingRejected { code: 554, text }) => assert_eq!(text, "go away"),
+            other => panic!("{other:?}"),
+        }
+        assert!(!report.smtp_up());
+        assert!(report.connected);
+    }
+
+    #[tokio::test]
+    async fn close_right_after_greeting_is_closed_in_ehlo() {
+        let addr = serve(|mut s| async move {
+            s.write_all(b"220 hi\r\n").await.unwrap();
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::Closed {
+                    phase: Phase::Ehlo,
+                    ..
+                })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert_error(&report, "closed");
+        assert!(!report.smtp_up());
+    }
+
+    /// A listener whose accept queue is full drops further SYNs: the connect hangs.
+    #[tokio::test(start_paused = true)]
+    async fn full_accept_queue_is_connect_timeout() {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(1).unwrap();
+        let addr = listener.local_addr().unwrap();
+        // Fill the queue with real (blocking, real-time) connects until one hangs.
+        let mut held = Vec::new();
+        let mut full = false;
+        for _ in 0..16 {
+            match std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(100)) {
+                Ok(s) => held.push(s),
+                Err(_) => {
+                    full = true;
+                    break;
+                }
+            }
+        }
+        assert!(full, "accept queue never filled");
+        let mut opts = options();
+        opts.connect_timeout = Duration::from_secs(2);
+        let started = Instant::now();
+        let report = probe(addr, &opts).await;
+        assert_error(&report, "connect_timeout");
+        assert!(started.elapsed() < Duration::from_millis(2100));
+        assert!(!report.connected);
+    }
+
+    #[tokio::test]
+    async fn refused_connection_is_connect_refused() {
+        // Bind, learn the port, close: nothing listens there any more.
+        let addr = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
+        let report = probe(addr, &options()).await;
+        assert_error(&report, "connect_refused");
+        assert!(!report.connected);
+    }
+
+    /// Keeps the connection open and silent until the test ends.
+    async fn hold(s: TcpStream) {
+        let _keep = s;
+        tokio::time::sleep(Duration::from_secs(3600)).await;
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn tarpit_without_greeting_times_out_at_the_deadline() {
+        let addr = serve(hold).await;
+        let mut opts = options();
+        opts.reply_timeout = Duration::from_secs(3);
+        let started = Instant::now();
+        let report = probe(addr, &opts).await;
+        assert_error(&report, "greeting_timeout");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(3) && took < Duration::from_millis(3100),
+            "{took:?}"
+        );
+        assert!(report.connected);
+    }
+
+    // A server dripping one octet a second cannot stretch the per-phase deadline.
+    #[tokio::test(start_paused = true)]
+    async fn dripping_server_cannot_extend_the_phase_deadline() {
+        let addr = serve(|mut s| async move {
+            for &b in b"220 mx.test.example ESMTP slowly but surely, one octet at a time\r\n" {
+                if s.write_all(&[b]).await.is_err() {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            hold(s).await;
+        })
+        .await;
+        let mut opts = options();
+        opts.reply_timeout = Duration::from_secs(5);
+        let started = Instant::now();
+        let report = probe(addr, &opts).await;
+        assert_error(&report, "greeting_timeout");
+        assert!(started.elapsed() < Duration::from_millis(5100));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silence_after_ehlo_is_ehlo_timeout() {
+        let addr = serve(|mut s| async move {
+            s.write_all(b"220 hi\r\n").await.unwrap();
+            hold(s).await;
+        })
+        .await;
+        let mut opts = options();
+        opts.reply_timeout = Duration::from_secs(2);
+        let report = probe(addr, &opts).await;
+        assert!(matches!(
+            report.error,
+            Some(ProbeError::ReplyTimeout {
+                phase: Phase::Ehlo,
+                ..
+            })
+        ));
+        assert_error(&report, "ehlo_timeout");
+    }
+
+    #[tokio::test]
+    async fn endless_continuation_lines_are_too_many_lines() {
+        let addr = serve(|mut s| async move {
+            s.write_all(b"220 hi\r\n").await.unwrap();
+            let _ = read_line(&mut s).await;
+            let line = b"250-AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\r\n".repeat(64);
+            // Endless until the client gives up.
+            while s.write_all(&line).await.is_ok() {}
+        })
+        .await;
+        let started = Instant::now();
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::TooManyLines {
+                    phase: Phase::Ehlo,
+                    limit: MAX_REPLY_LINES
+                })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn one_megabyte_line_is_line_too_long() {
+        let addr = serve(|mut s| async move {
+            let mut line = b"220 ".to_vec();
+            line.resize(1 << 20, b'x');
+            line.extend_from_slice(b"\r\n");
+            let _ = s.write_all(&line).await;
+        })
+        .await;
+        let started = Instant::now();
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::LineTooLong {
+                    phase: Phase::Greeting,
+                    limit: MAX_LINE_OCTETS
+                })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test]
+    async fn binary_garbage_is_not_smtp() {
+        let addr = serve(|mut s| async move {
+            let _ = s.write_all(b"\0\xff\xfe\x16\x03\x01garbage\r\n").await;
+            hold(s).await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        match &report.error {
+            Some(ProbeError::NotSmtp { excerpt }) => assert!(excerpt.starts_with("\\x00\\xff")),
+            other => panic!("{other:?}"),
+        }
+        assert_error(&report, "not_smtp");
+    }
+
+    #[tokio::test]
+    async fn garbage_after_a_good_greeting_is_bad_reply() {
+        let addr = serve(|mut s| async move {
+            s.write_all(b"220 hi\r\n").await.unwrap();
+            let _ = read_line(&mut s).await;
+            let _ = s.write_all(b"250-hello\r\n\x00\x01\x02\r\n").await;
+            hold(s).await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::BadReply {
+                    phase: Phase::Ehlo,
+                    error: ReplyError::BadCode { .. }
+                })
+            ),
+            "{:?}",
+            report.error
+        );
+    }
+
+    #[tokio::test]
+    async fn starttls_answered_with_454_is_starttls_rejected() {
+        let addr = serve(|mut s| async move {
+            until_starttls(&mut s).await;
+            s.write_all(b"454 4.7.0 TLS not available due to local problem\r\n")
+                .await
+                .unwrap();
+            let _ = read_line(&mut s).await;
+            let _ = s.write_all(b"221 bye\r\n").await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::StartTlsRejected { code: 454, .. })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert!(report.smtp_up() && report.starttls_advertised && report.tls.is_none());
+    }
+
+    // RFC 3207 §6, CVE-2011-0411: plaintext after the 220 would be taken as TLS-protected.
+    #[tokio::test]
+    async fn data_pipelined_after_starttls_220_is_refused() {
+        let addr = serve(|mut s| async move {
+            until_starttls(&mut s).await;
+            let _ = s.write_all(b"220 go ahead\r\n250 injected\r\n").await;
+            hold(s).await;
+        })
+        .await;
+        let report = probe(addr, &options()).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::DataAfterStartTls { octets: 14 })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert!(report.tls.is_none());
+    }
+
+    #[tokio::test]
+    async fn garbage_instead_of_tls_is_a_handshake_failure() {
+        let addr = serve(|mut s| async move {
+            until_starttls(&mut s).await;
+            s.write_all(b"220 go ahead\r\n").await.unwrap();
+            // Wait for the ClientHello, then answer nonsense.
+            let mut hello = [0u8; 5];
+            let _ = s.read_exact(&mut hello).await;
+            let _ = s.write_all(b"this is not TLS at all\r\n").await;
+            hold(s).await;
+        })
+        .await;
+        let started = Instant::now();
+        let report = probe(addr, &options()).await;
+        assert_error(&report, "tls_handshake");
+        assert!(started.elapsed() < Duration::from_secs(1));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn silent_server_after_starttls_220_is_tls_timeout() {
+        let addr = serve(|mut s| async move {
+            until_starttls(&mut s).await;
+            s.write_all(b"220 go ahead\r\n").await.unwrap();
+            hold(s).await;
+        })
+        .await;
+        let mut opts = options();
+        opts.tls_timeout = Duration::from_secs(4);
+        let report = probe(addr, &opts).await;
+        assert!(
+            matches!(report.error, Some(ProbeError::TlsTimeout { .. })),
+            "{:?}",
+            report.error
+        );
+    }
+
+    #[tokio::test]
+    async fn invalid_helo_name_fails_before_connecting() {
+        let mut opts = options();
+        opts.helo_name = "x\r\nQUIT".to_owned();
+        let report = probe("127.0.0.1:9".parse().unwrap(), &opts).await;
+        assert_error(&report, "invalid_helo_name");
+        assert!(!report.connected);
+    }
+
+    #[test]
+    fn report_serialises_errors_with_kind_phase_and_seconds() {
+        let report = SmtpReport {
+            error: Some(ProbeError::ReplyTimeout {
+                phase: Phase::StartTls,
+                after: Duration::from_millis(1500),
+            }),
+            ..SmtpReport::new("127.0.0.1:25".parse().unwrap())
+        };
+        let v = serde_json::to_value(&report).unwrap();
+        assert_eq!(
+            v["error"],
+            serde_json::json!({"kind": "reply_timeout", "phase": "starttls", "after": 1.5})
+        );
+        assert!(v.get("transcript").is_none());
+    }
+}

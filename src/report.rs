@@ -1,0 +1,179 @@
+//! Plain result values of a probe: what was seen and the verdicts reached. No metric types.
+//!
+//! Owns: `TargetReport` → `HostReport` (one per MX host) → `AddressReport` (one per IP
+//! address), the DANE state set of CONTRACT.md, and `probe_success`.
+//! Not here: producing them (`probe`), encoding them (`metrics`, `check`).
+
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use serde::Serialize;
+
+use crate::cert::CertFacts;
+use crate::dane::{RecordCheck, Tlsa};
+use crate::probe::dns::{Answer, Dnssec};
+use crate::probe::smtp::SmtpReport;
+
+/// DANE verdict for one MX address: what a DANE-enforcing sender does (CONTRACT.md).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+#[must_use]
+pub enum DaneStatus {
+    /// Delivers, authenticated by a usable TLSA record.
+    Verified,
+    /// Secure TLSA RRset without usable records: TLS required, not authenticated.
+    Unauthenticated,
+    /// Defers: no usable record matches, no STARTTLS, or the handshake failed.
+    Failed,
+    /// Defers: address or TLSA lookup bogus or failed.
+    DnsFailure,
+    /// No secure TLSA RRset: DANE does not apply.
+    None,
+}
+
+impl DaneStatus {
+    pub const ALL: [DaneStatus; 5] = [
+        Self::Verified,
+        Self::Unauthenticated,
+        Self::Failed,
+        Self::DnsFailure,
+        Self::None,
+    ];
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Verified => "verified",
+            Self::Unauthenticated => "unauthenticated",
+            Self::Failed => "failed",
+            Self::DnsFailure => "dns_failure",
+            Self::None => "none",
+        }
+    }
+    /// Mail from DANE-enforcing senders is deferred now.
+    pub fn defers(self) -> bool {
+        matches!(self, Self::Failed | Self::DnsFailure)
+    }
+}
+
+/// What probing one address of one MX host learned.
+#[derive(Debug, Clone, Serialize)]
+pub struct AddressReport {
+    /// `None` when the host's addresses could not be resolved.
+    pub address: Option<IpAddr>,
+    /// The SMTP/TLS dialogue; `None` when nothing was attempted (no address).
+    pub smtp: Option<Arc<SmtpReport>>,
+    /// Facts of each certificate served, leaf first.
+    pub certs: Vec<CertFacts>,
+    /// Certificates that could not be parsed: (depth, reason).
+    pub cert_errors: Vec<(usize, String)>,
+    /// PKIX (MTA-STS style) validation against the configured roots and the MX host name;
+    /// `None` when no certificate was seen.
+    pub pkix: Option<Result<(), String>>,
+    /// One check per published TLSA record (empty when DANE does not apply).
+    #[serde(serialize_with = "serialize_checks")]
+    pub tlsa: Vec<RecordCheck>,
+    /// `None` for address targets (no DNS, no DANE verdict).
+    pub dane: Option<DaneStatus>,
+    /// One readable sentence: why this verdict.
+    pub why: String,
+}
+
+/// One MX host (or the single host of a host/address target).
+#[derive(Debug, Clone, Serialize)]
+pub struct HostReport {
+    /// Name as in the MX RRset (lower case, no trailing dot); the IP for address targets.
+    pub mx: String,
+    pub preference: Option<u16>,
+    pub port: u16,
+    /// DNSSEC state of the host's address RRsets (A and AAAA together; CNAME steps included).
+    pub address_dnssec: Option<Dnssec>,
+    /// TLSA base domain used (after the CNAME rules of RFC 7672 §2.2.2), when looked up.
+    pub tlsa_base: Option<String>,
+    /// The TLSA RRset that decides DANE for this host (secure, with records), if any.
+    pub tlsa_records: Vec<Tlsa>,
+    /// DNSSEC state of the deciding TLSA lookup.
+    pub tlsa_dnssec: Option<Dnssec>,
+    /// DANE applies (secure address records and a secure TLSA RRset with records).
+    pub dane_applies: bool,
+    pub addresses: Vec<AddressReport>,
+    /// Human notes (e.g. "MX RRset is insecure: DANE used as Postfix does").
+    pub notes: Vec<String>,
+}
+
+/// Everything one probe of one target learned.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetReport {
+    pub target: String,
+    pub kind: &'static str,
+    /// Unix seconds when the probe completed.
+    pub timestamp: f64,
+    pub duration_seconds: f64,
+    /// MX RRset state (domain targets).
+    pub mx_dnssec: Option<Dnssec>,
+    /// The MX set after the implicit-MX rule: (preference, host).
+    pub mx: Vec<(u16, String)>,
+    pub implicit_mx: bool,
+    pub null_mx: bool,
+    pub hosts: Vec<HostReport>,
+    /// Every DNS lookup the verdict rests on, in the order made.
+    pub lookups: Vec<Arc<Answer>>,
+    /// A target-level failure (MX lookup failed, domain does not exist, timeout).
+    pub error: Option<String>,
+    pub success: bool,
+}
+
+impl TargetReport {
+    /// All addresses with their host.
+    pub fn addresses(&self) -> impl Iterator<Item = (&HostReport, &AddressReport)> {
+        self.hosts
+            .iter()
+            .flat_map(|h| h.addresses.iter().map(move |a| (h, a)))
+    }
+
+    /// CONTRACT.md `mailtls_probe_success`: the MX lookup succeeded, every MX address
+    /// offered STARTTLS and completed the handshake, and no address is `failed` or
+    /// `dns_failure`.
+    pub fn compute_success(&self) -> bool {
+        self.error.is_none()
+            && !self.null_mx
+            && self.addresses().next().is_some()
+            && self.addresses().all(|(_, a)| {
+                a.address.is_some()
+                    && a.smtp.as_ref().is_some_and(|s| s.tls.is_some())
+                    && !a.dane.is_some_and(DaneStatus::defers)
+            })
+    }
+
+    /// Worst DANE verdict over all addresses, for the landing page and `check`.
+    pub fn worst_dane(&self) -> Option<DaneStatus> {
+        let rank = |s: DaneStatus| match s {
+            DaneStatus::DnsFailure => 0,
+            DaneStatus::Failed => 1,
+            DaneStatus::Unauthenticated => 2,
+            DaneStatus::None => 3,
+            DaneStatus::Verified => 4,
+        };
+        self.addresses()
+            .filter_map(|(_, a)| a.dane)
+            .min_by_key(|s| rank(*s))
+    }
+}
+
+/// TLSA checks as `{record, matched, explanation}` objects (JSON output of `check`).
+fn serialize_checks<S: serde::Serializer>(checks: &[RecordCheck], s: S) -> Result<S::Ok, S::Error> {
+    use serde::ser::SerializeSeq;
+    #[derive(Serialize)]
+    struct View {
+        record: String,
+        matched: bool,
+        explanation: String,
+    }
+    let mut seq = s.serialize_seq(Some(checks.len()))?;
+    for c in checks {
+        seq.serialize_element(&View {
+            record: c.record.presentation(),
+            matched: c.matched,
+            explanation: c.explain(),
+        })?;
+    }
+    seq.end()
+}

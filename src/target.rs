@@ -1,0 +1,242 @@
+//! Probe targets in Postfix next-hop syntax, and the `probe.allow` patterns.
+//!
+//! Owns: parsing `example.org`, `[mx1.example.org]`, `[mx1.example.org]:587`,
+//! `[192.0.2.25]:25` and `[2001:db8::25]` into a [`NextHop`], and its canonical
+//! display (the `target` label of configured targets).
+//! Not here: DNS (`probe::mx`), config files (`config`).
+//! Postfix `transport(5)` next-hop syntax; RFC 5321 §2.3.5 domain names.
+
+use std::fmt;
+use std::net::IpAddr;
+
+/// Default SMTP port (RFC 5321 §4.5.4.2 relays use port 25).
+pub const DEFAULT_PORT: u16 = 25;
+
+/// What to probe: a mail domain (MX lookup), one host (no MX lookup), or one address (no DNS).
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub enum NextHop {
+    /// Mail domain: MX lookup, every MX host, every address, port 25.
+    Domain(String),
+    /// One host name, no MX lookup; TLSA base name = host.
+    Host { host: String, port: u16 },
+    /// One address, no DNS at all: STARTTLS and certificate facts, no DANE verdict.
+    Address { ip: IpAddr, port: u16 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TargetError {
+    #[error("empty target")]
+    Empty,
+    #[error("invalid domain name {0:?}")]
+    BadName(String),
+    #[error("invalid port in {0:?}")]
+    BadPort(String),
+    #[error("unbalanced brackets in {0:?}")]
+    Brackets(String),
+}
+
+impl NextHop {
+    /// Parses Postfix next-hop syntax (see the module doc).
+    pub fn parse(s: &str) -> Result<Self, TargetError> {
+        let s = s.trim();
+        if s.is_empty() {
+            return Err(TargetError::Empty);
+        }
+        if let Some(rest) = s.strip_prefix('[') {
+            let Some((inner, after)) = rest.split_once(']') else {
+                return Err(TargetError::Brackets(s.to_string()));
+            };
+            let port = match after {
+                "" => DEFAULT_PORT,
+                p => p
+                    .strip_prefix(':')
+                    .and_then(|p| p.parse::<u16>().ok())
+                    .filter(|p| *p != 0)
+                    .ok_or_else(|| TargetError::BadPort(s.to_string()))?,
+            };
+            let inner = inner.strip_prefix("ipv6:").unwrap_or(inner);
+            if let Ok(ip) = inner.parse::<IpAddr>() {
+                return Ok(Self::Address { ip, port });
+            }
+            return Ok(Self::Host {
+                host: normalize_name(inner)?,
+                port,
+            });
+        }
+        if s.contains(']') {
+            return Err(TargetError::Brackets(s.to_string()));
+        }
+        if s.parse::<IpAddr>().is_ok() {
+            // A bare address is not a mail domain; Postfix needs brackets too.
+            return Err(TargetError::BadName(s.to_string()));
+        }
+        Ok(Self::Domain(normalize_name(s)?))
+    }
+
+    /// The host, domain or address part, for `probe.allow` matching.
+    pub fn name(&self) -> String {
+        match self {
+            Self::Domain(d) => d.clone(),
+            Self::Host { host, .. } => host.clone(),
+            Self::Address { ip, .. } => ip.to_string(),
+        }
+    }
+
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Self::Domain(_) => "domain",
+            Self::Host { .. } => "host",
+            Self::Address { .. } => "address",
+        }
+    }
+}
+
+impl fmt::Display for NextHop {
+    /// Canonical next-hop form: `example.org`, `[mx1.example.org]`, `[mx1.example.org]:587`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let (inner, port) = match self {
+            Self::Domain(d) => return f.write_str(d),
+            Self::Host { host, port } => (host.clone(), *port),
+            Self::Address { ip, port } => (ip.to_string(), *port),
+        };
+        if port == DEFAULT_PORT {
+            write!(f, "[{inner}]")
+        } else {
+            write!(f, "[{inner}]:{port}")
+        }
+    }
+}
+
+/// Lower case, no trailing dot, LDH labels of 1..=63 octets, at most 253 octets.
+/// Underscores are accepted (they occur in real host names).
+pub fn normalize_name(s: &str) -> Result<String, TargetError> {
+    let n = s.trim_end_matches('.').to_ascii_lowercase();
+    let ok = !n.is_empty()
+        && n.len() <= 253
+        && n.split('.').all(|l| {
+            !l.is_empty()
+                && l.len() <= 63
+                && !l.starts_with('-')
+                && !l.ends_with('-')
+                && l.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if ok {
+        Ok(n)
+    } else {
+        Err(TargetError::BadName(s.to_string()))
+    }
+}
+
+/// Shell-style pattern: `*` matches any run of characters (dots included), `?` one character.
+/// Case-insensitive, as DNS names are.
+pub fn glob_match(pattern: &str, name: &str) -> bool {
+    let p: Vec<u8> = pattern.bytes().map(|b| b.to_ascii_lowercase()).collect();
+    let n: Vec<u8> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
+    let (mut pi, mut ni) = (0, 0);
+    let mut star: Option<(usize, usize)> = None;
+    while ni < n.len() {
+        if pi < p.len() && (p[pi] == b'?' || p[pi] == n[ni]) {
+            pi += 1;
+            ni += 1;
+        } else if pi < p.len() && p[pi] == b'*' {
+            star = Some((pi, ni));
+            pi += 1;
+        } else if let Some((sp, sn)) = star {
+            pi = sp + 1;
+            ni = sn + 1;
+            star = Some((sp, sn + 1));
+        } else {
+            return false;
+        }
+    }
+    p[pi..].iter().all(|&b| b == b'*')
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_postfix_next_hop_forms() {
+        assert_eq!(
+            NextHop::parse("Example.ORG."),
+            Ok(NextHop::Domain("example.org".into()))
+        );
+        assert_eq!(
+            NextHop::parse("[mx1.example.org]"),
+            Ok(NextHop::Host {
+                host: "mx1.example.org".into(),
+                port: 25
+            })
+        );
+        assert_eq!(
+            NextHop::parse("[mx1.example.org]:587"),
+            Ok(NextHop::Host {
+                host: "mx1.example.org".into(),
+                port: 587
+            })
+        );
+        assert_eq!(
+            NextHop::parse("[192.0.2.25]:25"),
+            Ok(NextHop::Address {
+                ip: "192.0.2.25".parse().unwrap(),
+                port: 25
+            })
+        );
+        assert_eq!(
+            NextHop::parse("[ipv6:2001:db8::25]"),
+            Ok(NextHop::Address {
+                ip: "2001:db8::25".parse().unwrap(),
+                port: 25
+            })
+        );
+    }
+
+    #[test]
+    fn rejects_malformed_next_hops() {
+        for bad in [
+            "",
+            "[mx1",
+            "mx]",
+            "[mx]:0",
+            "[mx]:x",
+            "[mx]:99999",
+            "a..b",
+            "-a.b",
+            "a b",
+            "192.0.2.1",
+            "[]",
+        ] {
+            assert!(NextHop::parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+    }
+
+    #[test]
+    fn display_is_canonical_next_hop() {
+        for s in [
+            "example.org",
+            "[mx1.example.org]",
+            "[mx1.example.org]:587",
+            "[192.0.2.25]",
+            "[2001:db8::25]:2525",
+        ] {
+            assert_eq!(NextHop::parse(s).unwrap().to_string(), s);
+        }
+        assert_eq!(
+            NextHop::parse("[mx1.example.org]:25").unwrap().to_string(),
+            "[mx1.example.org]"
+        );
+    }
+
+    #[test]
+    fn glob_matches_like_a_shell() {
+        assert!(glob_match("*.example.org", "mx1.example.org"));
+        assert!(glob_match("*.example.org", "a.b.example.org"));
+        assert!(!glob_match("*.example.org", "example.org"));
+        assert!(glob_match("mx?.example.org", "MX1.example.org"));
+        assert!(glob_match("*", "anything"));
+        assert!(!glob_match("example.org", "example.org.evil"));
+        assert!(glob_match("127.0.0.*", "127.0.0.1"));
+    }
+}
