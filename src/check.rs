@@ -44,9 +44,11 @@ pub async fn run(cfg: &Config, targets: &[String], json: bool) -> i32 {
         fresh: true,
         transcript: !json,
     };
-    let reports =
-        futures::future::join_all(hops.iter().map(|(name, hop)| probe_target(&ctx, name, hop, opts)))
-            .await;
+    let reports = futures::future::join_all(
+        hops.iter()
+            .map(|(name, hop)| probe_target(&ctx, name, hop, opts)),
+    )
+    .await;
     if json {
         match serde_json::to_string_pretty(&reports) {
             Ok(s) => println!("{s}"),
@@ -120,9 +122,17 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
             o,
             "  MX RRset: {}{}{}: {}",
             st.as_str(),
-            if r.implicit_mx { ", implicit MX (no MX records)" } else { "" },
+            if r.implicit_mx {
+                ", implicit MX (no MX records)"
+            } else {
+                ""
+            },
             if r.null_mx { ", null MX" } else { "" },
-            if mx.is_empty() { "-".to_string() } else { mx.join(", ") }
+            if mx.is_empty() {
+                "-".to_string()
+            } else {
+                mx.join(", ")
+            }
         );
     }
     if verbose {
@@ -182,7 +192,11 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
                     o,
                     " SMTP {}, STARTTLS {}",
                     if s.smtp_up() { "up" } else { "down" },
-                    if s.starttls_advertised { "offered" } else { "not offered" }
+                    if s.starttls_advertised {
+                        "offered"
+                    } else {
+                        "not offered"
+                    }
                 );
                 match &s.tls {
                     Some(t) => {

@@ -277,7 +277,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             err(
                 Some(r.referenced.line()),
                 "dns.resolver",
-                format!("{:?} is not an address (use 127.0.0.1:53 or [::1]:53)", r.value),
+                format!(
+                    "{:?} is not an address (use 127.0.0.1:53 or [::1]:53)",
+                    r.value
+                ),
             )
         })?,
         None => system_resolver(Path::new(DEFAULT_RESOLV_CONF)),
@@ -347,7 +350,10 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         return Err(err(
             None,
             "targets",
-            format!("{} targets exceed the limit of {MAX_TARGETS}", raw.targets.len()),
+            format!(
+                "{} targets exceed the limit of {MAX_TARGETS}",
+                raw.targets.len()
+            ),
         ));
     }
     let mut targets: Vec<Target> = Vec::with_capacity(raw.targets.len());
@@ -358,11 +364,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         let hop = target_hop(&t.value).map_err(|m| err(line, &key, m))?;
         let target = Target::new(hop);
         if !seen.insert(target.name.clone()) {
-            return Err(err(
-                line,
-                &key,
-                format!("duplicate target {}", target.name),
-            ));
+            return Err(err(line, &key, format!("duplicate target {}", target.name)));
         }
         targets.push(target);
     }
@@ -393,7 +395,9 @@ fn target_hop(t: &RawTarget) -> Result<NextHop, String> {
     match (&t.domain, &t.host, &t.address) {
         (Some(d), None, None) => {
             if t.port.is_some() {
-                return Err("port: a domain target always uses port 25 (use host: for another port)".into());
+                return Err(
+                    "port: a domain target always uses port 25 (use host: for another port)".into(),
+                );
             }
             normalize_name(d)
                 .map(NextHop::Domain)
@@ -499,14 +503,21 @@ targets:
         let e = parse("interval: 5m\ntimeout: soon\n", "c.yml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(2), "timeout"));
 
-        let e = parse("targets:\n  - domain: a.test\n  - host: b.test\n    domain: c.test\n", "c.yml")
-            .unwrap_err();
+        let e = parse(
+            "targets:\n  - domain: a.test\n  - host: b.test\n    domain: c.test\n",
+            "c.yml",
+        )
+        .unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(3), "targets[1]"), "{e}");
 
         let e = parse("dns:\n  validation: maybe\n", "c.yml").unwrap_err();
         assert_eq!((e.line, e.key.as_str()), (Some(2), "dns.validation"));
 
-        let e = parse("targets:\n  - domain: a.test\n  - domain: A.test.\n", "c.yml").unwrap_err();
+        let e = parse(
+            "targets:\n  - domain: a.test\n  - domain: A.test.\n",
+            "c.yml",
+        )
+        .unwrap_err();
         assert!(e.message.contains("duplicate"), "{e}");
 
         let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
@@ -517,7 +528,11 @@ targets:
     fn resolv_conf_first_nameserver_wins() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("resolv.conf");
-        std::fs::write(&p, "# x\nsearch a\nnameserver 127.53.0.2\nnameserver 10.0.0.1\n").unwrap();
+        std::fs::write(
+            &p,
+            "# x\nsearch a\nnameserver 127.53.0.2\nnameserver 10.0.0.1\n",
+        )
+        .unwrap();
         assert_eq!(system_resolver(&p), "127.53.0.2:53".parse().unwrap());
         assert_eq!(
             system_resolver(&dir.path().join("missing")),

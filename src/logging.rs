@@ -43,7 +43,11 @@ impl Level {
 /// errors only, or warnings at `debug`: a monitor sees bogus DNS data and broken servers
 /// all day, and hickory warns about each at length.
 pub fn init(level: Level, format: Format) {
-    let deps = if level == Level::Debug { "warn" } else { "error" };
+    let deps = if level == Level::Debug {
+        "warn"
+    } else {
+        "error"
+    };
     let filter = EnvFilter::new(format!("{deps},mailtls_exporter={}", level.as_str()));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
@@ -64,7 +68,9 @@ pub fn init(level: Level, format: Format) {
 pub struct Logfmt;
 
 fn quote(out: &mut String, v: &str) {
-    let needs = v.is_empty() || v.bytes().any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\');
+    let needs = v.is_empty()
+        || v.bytes()
+            .any(|b| b <= b' ' || b == b'"' || b == b'=' || b == b'\\');
     if !needs {
         out.push_str(v);
         return;
@@ -139,7 +145,10 @@ where
         // Span fields (e.g. the probe target) come after the event's own.
         if let Some(scope) = ctx.event_scope() {
             for span in scope.from_root() {
-                if let Some(ext) = span.extensions().get::<tracing_subscriber::fmt::FormattedFields<N>>() {
+                if let Some(ext) = span
+                    .extensions()
+                    .get::<tracing_subscriber::fmt::FormattedFields<N>>()
+                {
                     if !ext.fields.is_empty() {
                         f.rest.push(' ');
                         f.rest.push_str(&ext.fields);

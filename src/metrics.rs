@@ -77,7 +77,9 @@ impl Collector for AtomicCounter {
         let v = self.0.load(Ordering::Relaxed);
         let mut m = enc.encode_descriptor(self.1, self.2, None, self.3)?;
         match self.3 {
-            MetricType::Counter => m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None),
+            MetricType::Counter => {
+                m.encode_counter::<prometheus_client::encoding::NoLabelSet, _, u64>(&v, None)
+            }
             _ => m.encode_gauge(&(v as i64)),
         }
     }
@@ -91,7 +93,10 @@ impl ExporterMetrics {
         build
             .get_or_create(&[
                 ("version", env!("CARGO_PKG_VERSION")),
-                ("revision", option_env!("MAILTLS_REVISION").unwrap_or("unknown")),
+                (
+                    "revision",
+                    option_env!("MAILTLS_REVISION").unwrap_or("unknown"),
+                ),
             ])
             .set(1);
         r.register(
@@ -255,28 +260,60 @@ pub fn encode_reports(
     family(enc, "mailtls_probe_success", "1 when every MX address of the target offered STARTTLS, completed the handshake and none is DANE failed or dns_failure", reports, |m, r| {
         gauge(m, &[("target", r.target.as_str())], b(r.success))
     })?;
-    family(enc, "mailtls_probe_duration_seconds", "Duration of the probe", reports, |m, r| {
-        gauge(m, &[("target", r.target.as_str())], r.duration_seconds)
-    })?;
-    family(enc, "mailtls_probe_timestamp_seconds", "When the probe completed", reports, |m, r| {
-        gauge(m, &[("target", r.target.as_str())], r.timestamp)
-    })?;
-    family(enc, "mailtls_target_info", "Configured target and its kind (domain, host, address), value 1", reports, |m, r| {
-        gauge(m, &[("target", r.target.as_str()), ("kind", r.kind)], 1.0)
-    })?;
-    family(enc, "mailtls_mx_info", "The MX set after the implicit-MX rule, value 1", reports, |m, r| {
-        for (pref, host) in &r.mx {
-            let p = pref.to_string();
-            gauge(m, &[("target", r.target.as_str()), ("mx", host.as_str()), ("preference", p.as_str())], 1.0)?;
-        }
-        Ok(())
-    })?;
-    family(enc, "mailtls_mx_null", "1 when the domain publishes a null MX (RFC 7505): it accepts no mail", reports, |m, r| {
-        if r.kind == "domain" && r.mx_dnssec.is_some() {
-            gauge(m, &[("target", r.target.as_str())], b(r.null_mx))?;
-        }
-        Ok(())
-    })?;
+    family(
+        enc,
+        "mailtls_probe_duration_seconds",
+        "Duration of the probe",
+        reports,
+        |m, r| gauge(m, &[("target", r.target.as_str())], r.duration_seconds),
+    )?;
+    family(
+        enc,
+        "mailtls_probe_timestamp_seconds",
+        "When the probe completed",
+        reports,
+        |m, r| gauge(m, &[("target", r.target.as_str())], r.timestamp),
+    )?;
+    family(
+        enc,
+        "mailtls_target_info",
+        "Configured target and its kind (domain, host, address), value 1",
+        reports,
+        |m, r| gauge(m, &[("target", r.target.as_str()), ("kind", r.kind)], 1.0),
+    )?;
+    family(
+        enc,
+        "mailtls_mx_info",
+        "The MX set after the implicit-MX rule, value 1",
+        reports,
+        |m, r| {
+            for (pref, host) in &r.mx {
+                let p = pref.to_string();
+                gauge(
+                    m,
+                    &[
+                        ("target", r.target.as_str()),
+                        ("mx", host.as_str()),
+                        ("preference", p.as_str()),
+                    ],
+                    1.0,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        enc,
+        "mailtls_mx_null",
+        "1 when the domain publishes a null MX (RFC 7505): it accepts no mail",
+        reports,
+        |m, r| {
+            if r.kind == "domain" && r.mx_dnssec.is_some() {
+                gauge(m, &[("target", r.target.as_str())], b(r.null_mx))?;
+            }
+            Ok(())
+        },
+    )?;
     family(enc, "mailtls_dnssec_status", "DNSSEC state of each RRset the verdict rests on (state set: secure, insecure, bogus, error)", reports, |m, r| {
         let mut seen = std::collections::HashSet::new();
         for l in &r.lookups {
@@ -289,17 +326,31 @@ pub fn encode_reports(
         }
         Ok(())
     })?;
-    family(enc, "mailtls_dnssec_signature_expiry_timestamp_seconds", "Earliest RRSIG expiration covering the RRset (or its denial of existence)", reports, |m, r| {
-        let mut seen = std::collections::HashSet::new();
-        for l in &r.lookups {
-            if let Some(t) = l.sig_expiry {
-                if seen.insert((l.name.as_str(), l.rtype.as_str())) {
-                    gauge(m, &[("target", r.target.as_str()), ("name", l.name.as_str()), ("type", l.rtype.as_str())], t as f64)?;
+    family(
+        enc,
+        "mailtls_dnssec_signature_expiry_timestamp_seconds",
+        "Earliest RRSIG expiration covering the RRset (or its denial of existence)",
+        reports,
+        |m, r| {
+            let mut seen = std::collections::HashSet::new();
+            for l in &r.lookups {
+                if let Some(t) = l.sig_expiry {
+                    if seen.insert((l.name.as_str(), l.rtype.as_str())) {
+                        gauge(
+                            m,
+                            &[
+                                ("target", r.target.as_str()),
+                                ("name", l.name.as_str()),
+                                ("type", l.rtype.as_str()),
+                            ],
+                            t as f64,
+                        )?;
+                    }
                 }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
 
     // Per-address series share the (target, mx, address) labels.
     let per_addr = |enc: &mut DescriptorEncoder,
@@ -311,43 +362,101 @@ pub fn encode_reports(
             for (h, a) in r.addresses() {
                 if let Some(v) = f(a) {
                     let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-                    gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str())], v)?;
+                    gauge(
+                        m,
+                        &[
+                            ("target", r.target.as_str()),
+                            ("mx", h.mx.as_str()),
+                            ("address", addr.as_str()),
+                        ],
+                        v,
+                    )?;
                 }
             }
             Ok(())
         })
     };
-    per_addr(enc, "mailtls_smtp_up", "1 when TCP connect, the 220 greeting and EHLO succeeded", &|a| {
-        Some(b(a.smtp.as_ref().is_some_and(|s| s.smtp_up())))
-    })?;
-    per_addr(enc, "mailtls_starttls_advertised", "1 when EHLO offered STARTTLS", &|a| {
-        a.smtp.as_ref().filter(|s| s.smtp_up()).map(|s| b(s.starttls_advertised))
-    })?;
-    per_addr(enc, "mailtls_tls_handshake_success", "1 when the TLS handshake after STARTTLS completed", &|a| {
-        a.smtp.as_ref().filter(|s| s.starttls_advertised).map(|s| b(s.tls.is_some()))
-    })?;
+    per_addr(
+        enc,
+        "mailtls_smtp_up",
+        "1 when TCP connect, the 220 greeting and EHLO succeeded",
+        &|a| Some(b(a.smtp.as_ref().is_some_and(|s| s.smtp_up()))),
+    )?;
+    per_addr(
+        enc,
+        "mailtls_starttls_advertised",
+        "1 when EHLO offered STARTTLS",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .filter(|s| s.smtp_up())
+                .map(|s| b(s.starttls_advertised))
+        },
+    )?;
+    per_addr(
+        enc,
+        "mailtls_tls_handshake_success",
+        "1 when the TLS handshake after STARTTLS completed",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .filter(|s| s.starttls_advertised)
+                .map(|s| b(s.tls.is_some()))
+        },
+    )?;
     per_addr(enc, "mailtls_cert_pkix_valid", "1 when the chain validates to the PKIX roots and names the MX host (what an MTA-STS sender needs)", &|a| {
         a.pkix.as_ref().map(|p| b(p.is_ok()))
     })?;
 
-    family(enc, "mailtls_smtp_error_info", "Why the SMTP/TLS probe of an address failed (fixed reason words), value 1", reports, |m, r| {
-        for (h, a) in r.addresses() {
-            if let Some(e) = a.smtp.as_ref().and_then(|s| s.error.as_ref()) {
-                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("reason", e.reason())], 1.0)?;
+    family(
+        enc,
+        "mailtls_smtp_error_info",
+        "Why the SMTP/TLS probe of an address failed (fixed reason words), value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(e) = a.smtp.as_ref().and_then(|s| s.error.as_ref()) {
+                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                    gauge(
+                        m,
+                        &[
+                            ("target", r.target.as_str()),
+                            ("mx", h.mx.as_str()),
+                            ("address", addr.as_str()),
+                            ("reason", e.reason()),
+                        ],
+                        1.0,
+                    )?;
+                }
             }
-        }
-        Ok(())
-    })?;
-    family(enc, "mailtls_tls_info", "Negotiated TLS protocol version and cipher suite, value 1", reports, |m, r| {
-        for (h, a) in r.addresses() {
-            if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
-                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("version", t.version.as_str()), ("cipher", t.cipher.as_str())], 1.0)?;
+            Ok(())
+        },
+    )?;
+    family(
+        enc,
+        "mailtls_tls_info",
+        "Negotiated TLS protocol version and cipher suite, value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                    gauge(
+                        m,
+                        &[
+                            ("target", r.target.as_str()),
+                            ("mx", h.mx.as_str()),
+                            ("address", addr.as_str()),
+                            ("version", t.version.as_str()),
+                            ("cipher", t.cipher.as_str()),
+                        ],
+                        1.0,
+                    )?;
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     let per_cert = |enc: &mut DescriptorEncoder,
                     name: &str,
                     help: &str,
@@ -358,24 +467,62 @@ pub fn encode_reports(
                 let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
                 for c in &a.certs {
                     let depth = c.depth.to_string();
-                    gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("depth", depth.as_str())], f(c))?;
+                    gauge(
+                        m,
+                        &[
+                            ("target", r.target.as_str()),
+                            ("mx", h.mx.as_str()),
+                            ("address", addr.as_str()),
+                            ("depth", depth.as_str()),
+                        ],
+                        f(c),
+                    )?;
                 }
             }
             Ok(())
         })
     };
-    per_cert(enc, "mailtls_cert_not_after_timestamp_seconds", "notAfter of each certificate the server sent (depth 0 = leaf)", &|c| c.not_after as f64)?;
-    per_cert(enc, "mailtls_cert_not_before_timestamp_seconds", "notBefore of each certificate the server sent (depth 0 = leaf)", &|c| c.not_before as f64)?;
-    family(enc, "mailtls_cert_info", "Identity of each certificate the server sent, value 1", reports, |m, r| {
-        for (h, a) in r.addresses() {
-            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-            for c in &a.certs {
-                let depth = c.depth.to_string();
-                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("depth", depth.as_str()), ("subject", c.subject.as_str()), ("issuer", c.issuer.as_str()), ("serial", c.serial.as_str()), ("sha256", c.sha256.as_str())], 1.0)?;
+    per_cert(
+        enc,
+        "mailtls_cert_not_after_timestamp_seconds",
+        "notAfter of each certificate the server sent (depth 0 = leaf)",
+        &|c| c.not_after as f64,
+    )?;
+    per_cert(
+        enc,
+        "mailtls_cert_not_before_timestamp_seconds",
+        "notBefore of each certificate the server sent (depth 0 = leaf)",
+        &|c| c.not_before as f64,
+    )?;
+    family(
+        enc,
+        "mailtls_cert_info",
+        "Identity of each certificate the server sent, value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                for c in &a.certs {
+                    let depth = c.depth.to_string();
+                    gauge(
+                        m,
+                        &[
+                            ("target", r.target.as_str()),
+                            ("mx", h.mx.as_str()),
+                            ("address", addr.as_str()),
+                            ("depth", depth.as_str()),
+                            ("subject", c.subject.as_str()),
+                            ("issuer", c.issuer.as_str()),
+                            ("serial", c.serial.as_str()),
+                            ("sha256", c.sha256.as_str()),
+                        ],
+                        1.0,
+                    )?;
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        },
+    )?;
     family(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches the chain the address served (RFC 7671/7672: DANE-EE at depth 0, DANE-TA at depth 1 or more; unusable records are 0)", reports, |m, r| {
         for (h, a) in r.addresses() {
             let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
@@ -405,7 +552,12 @@ pub fn dane_summary(r: &TargetReport) -> String {
     for s in DaneStatus::ALL {
         let n = r.addresses().filter(|(_, a)| a.dane == Some(s)).count();
         if n > 0 {
-            let _ = write!(out, "{}{}={n}", if out.is_empty() { "" } else { " " }, s.as_str());
+            let _ = write!(
+                out,
+                "{}{}={n}",
+                if out.is_empty() { "" } else { " " },
+                s.as_str()
+            );
         }
     }
     out

@@ -117,9 +117,7 @@ impl Scheduler {
     /// config stays in place.
     pub fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
         let result = self.load().map_err(ReloadError::from).and_then(|cfg| {
-            let unchanged = self
-                .current()
-                .is_some_and(|(old, _)| *old == cfg);
+            let unchanged = self.current().is_some_and(|(old, _)| *old == cfg);
             if unchanged {
                 info!(source = %cfg.source, "configuration unchanged");
                 return Ok(());
@@ -203,7 +201,9 @@ impl Scheduler {
     pub fn refresh_stats(&self) {
         if let Some((_, ctx)) = self.current() {
             use std::sync::atomic::Ordering::Relaxed;
-            self.stats.dns_queries.store(ctx.dns.queries_sent(), Relaxed);
+            self.stats
+                .dns_queries
+                .store(ctx.dns.queries_sent(), Relaxed);
             self.stats
                 .dns_cache_entries
                 .store(ctx.dns.cache_len() as u64, Relaxed);

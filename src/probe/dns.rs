@@ -207,9 +207,10 @@ impl Dns {
         let query_timeout = DEFAULT_QUERY_TIMEOUT;
         let backend = match cfg.validation {
             Validation::Upstream => {
-                let stream = UdpClientStream::builder(cfg.resolver, TokioRuntimeProvider::default())
-                    .with_timeout(Some(query_timeout))
-                    .build();
+                let stream =
+                    UdpClientStream::builder(cfg.resolver, TokioRuntimeProvider::default())
+                        .with_timeout(Some(query_timeout))
+                        .build();
                 let (udp, bg) = Client::<TokioRuntimeProvider>::from_sender(stream);
                 tokio::spawn(bg);
                 Backend::Upstream {
@@ -232,10 +233,12 @@ impl Dns {
                 let tls = TlsConfig::new().map_err(|e| DnsSetupError::Setup(e.to_string()))?;
                 let cx = Arc::new(PoolContext::new(opts, tls));
                 let pool = NameServerPool::from_config([ns], cx, TokioRuntimeProvider::default());
-                let validator =
-                    DnssecDnsHandle::with_trust_anchor(RetryDnsHandle::new(pool, 2), Arc::new(anchors))
-                        // Unbound 1.17 / Postfix parity (HICKORY-NOTES.md §7.7).
-                        .nsec3_iteration_limits(Some(150), Some(u16::MAX));
+                let validator = DnssecDnsHandle::with_trust_anchor(
+                    RetryDnsHandle::new(pool, 2),
+                    Arc::new(anchors),
+                )
+                // Unbound 1.17 / Postfix parity (HICKORY-NOTES.md §7.7).
+                .nsec3_iteration_limits(Some(150), Some(u16::MAX));
                 Backend::Local { validator }
             }
         };
@@ -253,7 +256,9 @@ impl Dns {
 
     /// Number of queries sent upstream (cache misses), for the exporter's own metrics.
     pub fn queries_sent(&self) -> u64 {
-        self.inner.queries.load(std::sync::atomic::Ordering::Relaxed)
+        self.inner
+            .queries
+            .load(std::sync::atomic::Ordering::Relaxed)
     }
 
     pub fn cache_len(&self) -> usize {
@@ -474,7 +479,17 @@ async fn upstream_lookup(
             let ede = extended_errors(&resp);
             let ede_text = ede
                 .iter()
-                .map(|(c, t)| format!("EDE {c} ({}){}", ede_name(*c), if t.is_empty() { String::new() } else { format!(": {t}") }))
+                .map(|(c, t)| {
+                    format!(
+                        "EDE {c} ({}){}",
+                        ede_name(*c),
+                        if t.is_empty() {
+                            String::new()
+                        } else {
+                            format!(": {t}")
+                        }
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("; ");
             let dnssec_ede = ede.iter().any(|(c, _)| EDE_BOGUS.contains(c));
@@ -486,12 +501,23 @@ async fn upstream_lookup(
             } else if cd_ok {
                 (
                     Dnssec::Bogus,
-                    format!("SERVFAIL, but data with CD=1: validation failed{}", if ede_text.is_empty() { String::new() } else { format!(" ({ede_text})") }),
+                    format!(
+                        "SERVFAIL, but data with CD=1: validation failed{}",
+                        if ede_text.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" ({ede_text})")
+                        }
+                    ),
                 )
             } else {
                 (
                     Dnssec::Error,
-                    if ede_text.is_empty() { "SERVFAIL".to_string() } else { format!("SERVFAIL, {ede_text}") },
+                    if ede_text.is_empty() {
+                        "SERVFAIL".to_string()
+                    } else {
+                        format!("SERVFAIL, {ede_text}")
+                    },
                 )
             };
             let mut a = Answer::failed(name, rtype, state, why);
@@ -770,9 +796,12 @@ async fn local_lookup(
             };
             a
         }
-        Err(NetError::Dns(DnsError::DnssecBogus)) => {
-            Answer::failed(name, rtype, Dnssec::Bogus, "DNSSEC validation failed".into())
-        }
+        Err(NetError::Dns(DnsError::DnssecBogus)) => Answer::failed(
+            name,
+            rtype,
+            Dnssec::Bogus,
+            "DNSSEC validation failed".into(),
+        ),
         Err(e) => Answer::failed(name, rtype, Dnssec::Error, net_reason(&e)),
     };
     if !answer.cnames.is_empty()
@@ -787,7 +816,9 @@ async fn local_lookup(
         }
     }
     if answer.dnssec == Dnssec::Bogus && answer.outcome != Outcome::Failed {
-        answer.reason.get_or_insert_with(|| "DNSSEC validation failed".into());
+        answer
+            .reason
+            .get_or_insert_with(|| "DNSSEC validation failed".into());
     }
     if answer.dnssec == Dnssec::Bogus {
         // hickory #3932/#3964: a DNSKEY/DS fetch failure comes out as bogus. Re-fetch the
@@ -814,21 +845,40 @@ async fn denial_via_cname(
     // The CNAME steps' own proofs: the chain as answered for the original name, with its
     // denial counted as secure.
     let chain = match validator.lookup(q(name), o.clone()).first_answer().await {
-        Ok(resp) => answer_from_message(name, rtype, &resp, |r| proof_state(r.proof), Dnssec::Secure),
-        Err(NetError::Dns(DnsError::Nsec { response, .. })) => {
-            answer_from_message(name, rtype, &response, |r| proof_state(r.proof), Dnssec::Secure)
+        Ok(resp) => {
+            answer_from_message(name, rtype, &resp, |r| proof_state(r.proof), Dnssec::Secure)
         }
+        Err(NetError::Dns(DnsError::Nsec { response, .. })) => answer_from_message(
+            name,
+            rtype,
+            &response,
+            |r| proof_state(r.proof),
+            Dnssec::Secure,
+        ),
         Err(_) => return None,
     };
     if chain.cnames != via.cnames {
         return None;
     }
     let (denial, expiry) = match validator.lookup(q(&target), o).first_answer().await {
-        Ok(resp) if resp.answers.iter().all(|r| r.record_type() == RecordType::RRSIG) => {
-            let a = answer_from_message(&target, rtype, &resp, |r| proof_state(r.proof), denial_state(&resp));
+        Ok(resp)
+            if resp
+                .answers
+                .iter()
+                .all(|r| r.record_type() == RecordType::RRSIG) =>
+        {
+            let a = answer_from_message(
+                &target,
+                rtype,
+                &resp,
+                |r| proof_state(r.proof),
+                denial_state(&resp),
+            );
             (a.dnssec, a.sig_expiry)
         }
-        Err(NetError::Dns(DnsError::Nsec { proof, response, .. })) => (
+        Err(NetError::Dns(DnsError::Nsec {
+            proof, response, ..
+        })) => (
             proof_state(proof),
             earliest_rrsig(response.authorities.iter(), None),
         ),

@@ -56,7 +56,9 @@ impl ProbeContext {
     /// Builds the context for `cfg`: resolver, TLS client config, PKIX roots. Needs a runtime.
     pub fn new(cfg: &Config) -> Result<Self, ContextError> {
         let roots = match &cfg.ca_file {
-            Some(p) => PkixRoots::from_pem_file(p).map_err(|e| ContextError::Roots(e.to_string()))?,
+            Some(p) => {
+                PkixRoots::from_pem_file(p).map_err(|e| ContextError::Roots(e.to_string()))?
+            }
             None => {
                 let found = rustls_native_certs::load_native_certs();
                 PkixRoots::from_der_certs(found.certs)
@@ -366,9 +368,13 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
         .map(|t| t.chain.as_slice())
         .unwrap_or(&[]);
     let mut names = Vec::with_capacity(3);
-    for n in [hd.tlsa_base.as_deref(), Some(plan.mx.as_str()), Some(plan.next_hop.as_str())]
-        .into_iter()
-        .flatten()
+    for n in [
+        hd.tlsa_base.as_deref(),
+        Some(plan.mx.as_str()),
+        Some(plan.next_hop.as_str()),
+    ]
+    .into_iter()
+    .flatten()
     {
         if !names.iter().any(|x: &String| x == n) {
             names.push(n.to_string());

@@ -150,7 +150,10 @@ pub async fn resolve_host(dns: &Dns, plan: &HostPlan) -> HostDns {
     hd.lookups.push(a.clone());
     hd.lookups.push(aaaa.clone());
     // Bogus data is attacker data: never connect to it (upstream mode never sees it anyway).
-    for ans in [&a, &aaaa].into_iter().filter(|x| x.dnssec != Dnssec::Bogus) {
+    for ans in [&a, &aaaa]
+        .into_iter()
+        .filter(|x| x.dnssec != Dnssec::Bogus)
+    {
         if let Data::Addrs(v) = &ans.data {
             for ip in v {
                 if !hd.addrs.contains(ip) && hd.addrs.len() < MAX_ADDRESSES_PER_HOST {
@@ -168,7 +171,11 @@ pub async fn resolve_host(dns: &Dns, plan: &HostPlan) -> HostDns {
             "{} lookup of {} {} ({})",
             bad.rtype,
             bad.name,
-            if bad.dnssec == Dnssec::Bogus { "is bogus" } else { "failed" },
+            if bad.dnssec == Dnssec::Bogus {
+                "is bogus"
+            } else {
+                "failed"
+            },
             bad.reason.as_deref().unwrap_or("no reason given")
         ));
         return hd;
@@ -211,7 +218,11 @@ pub async fn resolve_host(dns: &Dns, plan: &HostPlan) -> HostDns {
             hd.dns_failure = Some(format!(
                 "TLSA lookup of {} {} ({})",
                 t.name,
-                if t.dnssec == Dnssec::Bogus { "is bogus" } else { "failed" },
+                if t.dnssec == Dnssec::Bogus {
+                    "is bogus"
+                } else {
+                    "failed"
+                },
                 t.reason.as_deref().unwrap_or("no reason given")
             ));
             return hd;
