@@ -341,6 +341,42 @@ fn observe(
     }
 }
 
+/// Which records authenticated the connection, and whether the two-record safety net
+/// (NCSC-NL: a `3 1 1` and a `2 1 1`, either one enough) still holds.
+fn verified_why(checks: &[dane::RecordCheck]) -> String {
+    let used: Vec<String> = checks
+        .iter()
+        .filter_map(|c| match c.detail {
+            dane::RecordDetail::Matched { depth } => {
+                Some(format!("{} (depth {depth})", short_record(&c.record)))
+            }
+            _ => None,
+        })
+        .collect();
+    let usable = checks
+        .iter()
+        .filter(|c| !matches!(c.detail, dane::RecordDetail::Unusable(_)))
+        .count();
+    let mut why = format!(
+        "authenticated by {}: a DANE sender delivers",
+        used.join(", ")
+    );
+    if usable > 1 && used.len() == 1 {
+        why.push_str(&format!(
+            "; but only 1 of {usable} usable records matches: the safety net is gone, fix the stale record before the next change"
+        ));
+    }
+    why
+}
+
+fn short_record(t: &dane::Tlsa) -> String {
+    let p = t.presentation();
+    match p.char_indices().nth(24) {
+        Some((i, _)) => format!("{}…", &p[..i]),
+        None => p,
+    }
+}
+
 /// The DANE verdict for one address (RFC 7672 §2.2, §3; DANE-NOTES.md), as Postfix reaches it.
 fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> AddressReport {
     if let Some(why) = &hd.dns_failure {
@@ -403,16 +439,7 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
             DaneStatus::Unauthenticated,
             "the TLSA RRset has no usable record: TLS is required but not authenticated".into(),
         ),
-        (None, Authentication::Verified { record, depth }) => (
-            DaneStatus::Verified,
-            format!(
-                "{} matched at depth {depth}: a DANE sender delivers, authenticated",
-                eval.checks
-                    .get(*record)
-                    .map(|c| c.record.presentation())
-                    .unwrap_or_default()
-            ),
-        ),
+        (None, Authentication::Verified { .. }) => (DaneStatus::Verified, verified_why(&eval.checks)),
         (None, Authentication::NotAuthenticated) => (
             DaneStatus::Failed,
             "no usable TLSA record matches the served chain: a DANE sender defers".into(),
