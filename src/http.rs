@@ -2,7 +2,9 @@
 //!
 //! Owns: routing, the `/probe` allow-list (a refused target gets 403 before any DNS query
 //! or connection), content negotiation hand-off to `metrics`, graceful shutdown of
-//! connections. Scrapes of `/metrics` never wait on a probe.
+//! connections. Scrapes of `/metrics` never wait on a probe. Under a `--web.config.file`:
+//! TLS (tokio-rustls, handshake per connection task with a timeout) and basic auth on every
+//! endpoint, with the settings `webconfig` validated.
 //! Not here: probing (`probe`), encoding (`metrics`), scheduling (`scheduler`).
 
 use std::convert::Infallible;
@@ -22,11 +24,12 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
+use crate::check;
 use crate::metrics::{self, wants_openmetrics};
 use crate::probe::{probe_target, ProbeOptions};
-use crate::check;
 use crate::scheduler::Scheduler;
 use crate::target::NextHop;
+use crate::webconfig::{self, WebConfig, WebState};
 
 /// Longest accepted request head; requests are tiny.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -99,18 +102,34 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
         (&Method::POST | &Method::PUT, "/-/reload") => {
             let sched = app.scheduler.clone();
             match tokio::task::spawn_blocking(move || sched.reload()).await {
-                Ok(Ok(())) => text(StatusCode::OK, "text/plain; charset=utf-8", "configuration reloaded\n"),
+                Ok(Ok(())) => text(
+                    StatusCode::OK,
+                    "text/plain; charset=utf-8",
+                    "configuration reloaded\n",
+                ),
                 Ok(Err(e)) => text(
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "text/plain; charset=utf-8",
                     format!("configuration rejected, the previous one keeps running: {e}\n"),
                 ),
-                Err(e) => text(StatusCode::INTERNAL_SERVER_ERROR, "text/plain; charset=utf-8", format!("reload failed: {e}\n")),
+                Err(e) => text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    format!("reload failed: {e}\n"),
+                ),
             }
         }
-        (_, "/-/reload") => text(StatusCode::METHOD_NOT_ALLOWED, "text/plain; charset=utf-8", "use POST\n"),
+        (_, "/-/reload") => text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "text/plain; charset=utf-8",
+            "use POST\n",
+        ),
         (&Method::GET | &Method::HEAD, "/") => landing(&app),
-        _ => text(StatusCode::NOT_FOUND, "text/plain; charset=utf-8", "not found\n"),
+        _ => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            "not found\n",
+        ),
     };
     debug!(method = %req.method(), path = %path, status = resp.status().as_u16(), "http request");
     Ok(resp)
@@ -120,24 +139,49 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
     let params = query_params(req.uri().query().unwrap_or(""));
     let get = |k: &str| params.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     let Some(name) = get("target").filter(|t| !t.is_empty()) else {
-        return text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", "target parameter is missing\n");
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "target parameter is missing\n",
+        );
     };
     let debug_out = matches!(get("debug"), Some("true" | "1"));
     let hop = match NextHop::parse(name) {
         Ok(h) => h,
-        Err(e) => return text(StatusCode::BAD_REQUEST, "text/plain; charset=utf-8", format!("invalid target: {e}\n")),
+        Err(e) => {
+            return text(
+                StatusCode::BAD_REQUEST,
+                "text/plain; charset=utf-8",
+                format!("invalid target: {e}\n"),
+            )
+        }
     };
     let Some((cfg, ctx)) = app.scheduler.current() else {
-        return text(StatusCode::SERVICE_UNAVAILABLE, "text/plain; charset=utf-8", "no configuration loaded\n");
+        return text(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "text/plain; charset=utf-8",
+            "no configuration loaded\n",
+        );
     };
     if !cfg.probe_allowed(&hop) {
         warn!(target = %name, "probe refused: not a configured target and not in probe.allow");
-        return text(StatusCode::FORBIDDEN, "text/plain; charset=utf-8", format!("target {name} is neither configured nor allowed by probe.allow\n"));
+        return text(
+            StatusCode::FORBIDDEN,
+            "text/plain; charset=utf-8",
+            format!("target {name} is neither configured nor allowed by probe.allow\n"),
+        );
     }
-    let opts = ProbeOptions { fresh: true, transcript: debug_out };
+    let opts = ProbeOptions {
+        fresh: true,
+        transcript: debug_out,
+    };
     let r = probe_target(&ctx, name, &hop, opts).await;
     if debug_out {
-        return text(StatusCode::OK, "text/plain; charset=utf-8", check::render_text(&r, true));
+        return text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            check::render_text(&r, true),
+        );
     }
     let registry = metrics::registry_for(vec![Arc::new(r)]);
     let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
@@ -155,7 +199,9 @@ fn html_escape(s: &str) -> String {
 fn url_escape(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => (b as char).to_string(),
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
             _ => format!("%{b:02X}"),
         })
         .collect()
@@ -168,7 +214,10 @@ fn landing(app: &App) -> Resp {
         for t in &cfg.targets {
             let (verdict, ok, when) = match store.get(&t.name) {
                 Some(r) => (
-                    r.worst_dane().map(|d| d.as_str()).unwrap_or("-").to_string(),
+                    r.worst_dane()
+                        .map(|d| d.as_str())
+                        .unwrap_or("-")
+                        .to_string(),
                     if r.success { "yes" } else { "no" },
                     format!("{:.1} s", r.duration_seconds),
                 ),
@@ -188,16 +237,112 @@ fn landing(app: &App) -> Resp {
     text(StatusCode::OK, "text/html; charset=utf-8", body)
 }
 
-/// Serves until `stop` turns true, then closes connections gracefully (bounded by `grace`).
+/// How long a client gets to complete the TLS handshake.
+pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Request entry with a web config: basic auth first (every endpoint, 401 with a
+/// `WWW-Authenticate` challenge), then routing; `POST /-/reload` also re-reads the web
+/// config; the configured extra headers go on every response.
+async fn handle_entry(
+    app: Arc<App>,
+    web: Option<Arc<WebState>>,
+    req: Request<Incoming>,
+) -> Result<Resp, Infallible> {
+    let Some(web) = web else {
+        return handle(app, req).await;
+    };
+    let cfg = web.current();
+    if let Some(auth) = &cfg.auth {
+        let header = req
+            .headers()
+            .get(hyper::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec());
+        let ok = if auth.is_cached(header.as_deref()) {
+            auth.check(header.as_deref())
+        } else {
+            // bcrypt takes tens of milliseconds by design: off the async workers.
+            let cfg = cfg.clone();
+            tokio::task::spawn_blocking(move || {
+                cfg.auth
+                    .as_ref()
+                    .is_some_and(|a| a.check(header.as_deref()))
+            })
+            .await
+            .unwrap_or(false)
+        };
+        if !ok {
+            debug!(method = %req.method(), path = %req.uri().path(), "unauthorized request");
+            let mut resp = text(
+                StatusCode::UNAUTHORIZED,
+                "text/plain; charset=utf-8",
+                "Unauthorized\n",
+            );
+            let challenge = format!("Basic realm=\"{}\"", webconfig::AUTH_REALM);
+            if let Ok(v) = hyper::header::HeaderValue::from_str(&challenge) {
+                resp.headers_mut()
+                    .insert(hyper::header::WWW_AUTHENTICATE, v);
+            }
+            return Ok(with_headers(resp, &cfg));
+        }
+    }
+    let reload =
+        matches!(req.method(), &Method::POST | &Method::PUT) && req.uri().path() == "/-/reload";
+    let mut resp = handle(app, req).await?;
+    if reload {
+        let w = web.clone();
+        let outcome = tokio::task::spawn_blocking(move || w.reload()).await;
+        let problem = match outcome {
+            Ok(Ok(())) => None,
+            Ok(Err(e)) => Some(e.to_string()),
+            Err(e) => Some(e.to_string()),
+        };
+        if let Some(e) = problem {
+            warn!(error = %e, "web config rejected, the previous one keeps running");
+            if resp.status().is_success() {
+                resp = text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    format!("web configuration rejected, the previous one keeps running: {e}\n"),
+                );
+            }
+        }
+    }
+    Ok(with_headers(resp, &cfg))
+}
+
+fn with_headers(mut resp: Resp, cfg: &WebConfig) -> Resp {
+    for (name, value) in &cfg.headers {
+        resp.headers_mut().insert(name.clone(), value.clone());
+    }
+    resp
+}
+
+/// Serves plain HTTP until `stop` turns true, then closes connections gracefully (bounded
+/// by `grace`).
 pub async fn serve(
     listener: TcpListener,
     app: Arc<App>,
+    stop: watch::Receiver<bool>,
+    grace: Duration,
+) {
+    serve_with(listener, app, None, stop, grace).await
+}
+
+/// As [`serve`], under a web config when one is given: each new connection uses the TLS
+/// settings in force when it is accepted (handshake in its own task, bounded by
+/// [`TLS_HANDSHAKE_TIMEOUT`]; a failed handshake only ends that connection), each request
+/// the basic-auth users and headers in force when it arrives.
+pub async fn serve_with(
+    listener: TcpListener,
+    app: Arc<App>,
+    web: Option<Arc<WebState>>,
     mut stop: watch::Receiver<bool>,
     grace: Duration,
 ) {
     let graceful = GracefulShutdown::new();
     let local: Option<SocketAddr> = listener.local_addr().ok();
-    info!(address = ?local, "listening");
+    let tls_on = web.as_ref().is_some_and(|w| w.current().tls.is_some());
+    info!(address = ?local, tls = tls_on, "listening");
     loop {
         tokio::select! {
             conn = listener.accept() => {
@@ -209,16 +354,49 @@ pub async fn serve(
                         continue;
                     }
                 };
+                let tls = web.as_ref().and_then(|w| w.current().tls.clone());
+                let watcher = graceful.watcher();
                 let app = app.clone();
-                let svc = service_fn(move |req| handle(app.clone(), req));
-                let conn = hyper::server::conn::http1::Builder::new()
-                    .max_buf_size(MAX_HEADER_BYTES.max(8192))
-                    .header_read_timeout(Duration::from_secs(30))
-                    .timer(hyper_util::rt::TokioTimer::new())
-                    .serve_connection(TokioIo::new(stream), svc);
-                let fut = graceful.watch(conn);
+                let web = web.clone();
                 tokio::spawn(async move {
-                    if let Err(e) = fut.await {
+                    let svc = service_fn(move |req| handle_entry(app.clone(), web.clone(), req));
+                    let builder = {
+                        let mut b = hyper::server::conn::http1::Builder::new();
+                        b.max_buf_size(MAX_HEADER_BYTES.max(8192))
+                            .header_read_timeout(Duration::from_secs(30))
+                            .timer(hyper_util::rt::TokioTimer::new());
+                        b
+                    };
+                    let result = match tls {
+                        None => {
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                                .await
+                        }
+                        Some(tls) => {
+                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+                            let stream = match tokio::time::timeout(
+                                TLS_HANDSHAKE_TIMEOUT,
+                                acceptor.accept(stream),
+                            )
+                            .await
+                            {
+                                Ok(Ok(s)) => s,
+                                Ok(Err(e)) => {
+                                    debug!(peer = %peer, error = %e, "TLS handshake failed");
+                                    return;
+                                }
+                                Err(_) => {
+                                    debug!(peer = %peer, after = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+                                    return;
+                                }
+                            };
+                            watcher
+                                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                                .await
+                        }
+                    };
+                    if let Err(e) = result {
                         debug!(peer = %peer, error = %e, "connection ended with error");
                     }
                 });
@@ -227,7 +405,10 @@ pub async fn serve(
         }
     }
     drop(listener);
-    if tokio::time::timeout(grace, graceful.shutdown()).await.is_err() {
+    if tokio::time::timeout(grace, graceful.shutdown())
+        .await
+        .is_err()
+    {
         warn!("connections still open after the grace period; closing");
     }
 }

@@ -15,3 +15,4 @@ pub mod probe;
 pub mod report;
 pub mod scheduler;
 pub mod target;
+pub mod webconfig;

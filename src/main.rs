@@ -9,7 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use mailtls_exporter::check::{self, EXIT_USAGE};
 use mailtls_exporter::config;
@@ -17,6 +17,7 @@ use mailtls_exporter::http::{self, App};
 use mailtls_exporter::logging::{self, Format, Level};
 use mailtls_exporter::metrics::ExporterMetrics;
 use mailtls_exporter::scheduler::Scheduler;
+use mailtls_exporter::webconfig::WebState;
 
 /// Default listen address: outside the full 9100-9999 exporter range.
 const DEFAULT_LISTEN: &str = ":19725";
@@ -24,7 +25,11 @@ const DEFAULT_LISTEN: &str = ":19725";
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 
 #[derive(Parser, Debug)]
-#[command(name = "mailtls_exporter", version, about = "Prometheus exporter for SMTP STARTTLS, certificates, DANE TLSA and DNSSEC of mail servers")]
+#[command(
+    name = "mailtls_exporter",
+    version,
+    about = "Prometheus exporter for SMTP STARTTLS, certificates, DANE TLSA and DNSSEC of mail servers"
+)]
 struct Cli {
     /// YAML config file; without it, the embedded default probes the local MTA at 127.0.0.1:25.
     #[arg(long = "config.file", global = true, value_name = "PATH")]
@@ -37,7 +42,12 @@ struct Cli {
     web_config: Option<PathBuf>,
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: Level,
-    #[arg(long = "log.format", value_enum, default_value = "logfmt", global = true)]
+    #[arg(
+        long = "log.format",
+        value_enum,
+        default_value = "logfmt",
+        global = true
+    )]
     log_format: Format,
     #[command(subcommand)]
     command: Option<Command>,
@@ -65,7 +75,11 @@ enum Output {
 
 fn listen_addr(s: &str) -> Option<SocketAddr> {
     // ":19725" means every address, as Go exporters accept it.
-    let s = if s.starts_with(':') { format!("[::]{s}") } else { s.to_string() };
+    let s = if s.starts_with(':') {
+        format!("[::]{s}")
+    } else {
+        s.to_string()
+    };
     s.parse().ok()
 }
 
@@ -122,14 +136,23 @@ fn main() -> ExitCode {
 }
 
 fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
 }
 
 fn daemon(cli: &Cli) -> ExitCode {
-    if cli.web_config.is_some() {
-        eprintln!("--web.config.file is not supported by this version yet; refusing to serve without the TLS/auth it asks for");
-        return ExitCode::from(EXIT_USAGE as u8);
-    }
+    // Read before anything starts: an invalid web config is a start-up error (exit 2).
+    let web = match &cli.web_config {
+        None => None,
+        Some(p) => match WebState::load(p) {
+            Ok(w) => Some(Arc::new(w)),
+            Err(e) => {
+                eprintln!("invalid --web.config.file: {e}");
+                return ExitCode::from(EXIT_USAGE as u8);
+            }
+        },
+    };
     let Some(addr) = listen_addr(&cli.listen) else {
         eprintln!("invalid --web.listen-address {:?}", cli.listen);
         return ExitCode::from(EXIT_USAGE as u8);
@@ -156,9 +179,23 @@ fn daemon(cli: &Cli) -> ExitCode {
             }
         };
         let registry = stats.registry(scheduler.store());
-        let app = Arc::new(App { scheduler: scheduler.clone(), registry });
+        let app = Arc::new(App {
+            scheduler: scheduler.clone(),
+            registry,
+        });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(http::serve(listener, app, stop_rx, SHUTDOWN_GRACE));
+        if let Some(w) = &web {
+            let cfg = w.current();
+            info!(file = %cfg.source, tls = cfg.tls.is_some(), basic_auth = cfg.auth.is_some(), "web config loaded");
+            tokio::spawn(reload_web_on_hangup(w.clone()));
+        }
+        let server = tokio::spawn(http::serve_with(
+            listener,
+            app,
+            web,
+            stop_rx,
+            SHUTDOWN_GRACE,
+        ));
         wait_for_signals(&scheduler).await;
         info!("shutting down");
         let _ = stop_tx.send(true);
@@ -166,6 +203,24 @@ fn daemon(cli: &Cli) -> ExitCode {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Re-reads the web config on SIGHUP (beside the config reload of `wait_for_signals`); an
+/// invalid file is logged and the previous one keeps serving.
+async fn reload_web_on_hangup(web: Arc<WebState>) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        error!("cannot install the SIGHUP handler for the web config");
+        return;
+    };
+    while hup.recv().await.is_some() {
+        let w = web.clone();
+        match tokio::task::spawn_blocking(move || w.reload()).await {
+            Ok(Ok(())) => info!("SIGHUP: web config reloaded"),
+            Ok(Err(e)) => warn!(error = %e, "web config rejected, the previous one keeps running"),
+            Err(e) => warn!(error = %e, "web config reload failed"),
+        }
+    }
 }
 
 /// Reloads on SIGHUP; returns on SIGINT or SIGTERM.

@@ -41,8 +41,14 @@ async fn concurrent_lookups_of_one_name_send_one_query() -> Result<()> {
     let dns = Dns::new(&upstream())?;
     let n = name("good.test.");
     let all = futures::future::join_all((0..50).map(|_| dns.lookup(&n, RecordType::MX))).await;
-    assert!(all.iter().all(|a| a.dnssec == Dnssec::Secure && a.outcome == Outcome::Records));
-    assert_eq!(dns.queries_sent(), 1, "50 concurrent lookups must share one query");
+    assert!(all
+        .iter()
+        .all(|a| a.dnssec == Dnssec::Secure && a.outcome == Outcome::Records));
+    assert_eq!(
+        dns.queries_sent(),
+        1,
+        "50 concurrent lookups must share one query"
+    );
     // Within the TTL the answer comes from the cache.
     let again = dns.lookup(&n, RecordType::MX).await;
     assert_eq!(again.dnssec, Dnssec::Secure);
@@ -60,18 +66,62 @@ async fn states_agree_between_modes_on_the_lab() -> Result<()> {
     let up = Dns::new(&upstream())?;
     let lo = Dns::new(&local(&lab, common::NON_VALIDATING.parse()?)?)?;
     let cases = [
-        ("good.test.", RecordType::MX, Dnssec::Secure, Outcome::Records),
-        ("_25._tcp.mx1.good.test.", RecordType::TLSA, Dnssec::Secure, Outcome::Records),
-        ("mx1.good.test.", RecordType::AAAA, Dnssec::Secure, Outcome::NoData),
-        ("_25._tcp.nope.good.test.", RecordType::TLSA, Dnssec::Secure, Outcome::NxDomain),
-        ("s11.insecure.test.", RecordType::MX, Dnssec::Insecure, Outcome::Records),
-        ("mx1.bogus.test.", RecordType::A, Dnssec::Bogus, Outcome::Failed),
-        ("expired.test.", RecordType::MX, Dnssec::Bogus, Outcome::Failed),
-        ("mx1.s15.dane.test.", RecordType::AAAA, Dnssec::Secure, Outcome::NoData),
+        (
+            "good.test.",
+            RecordType::MX,
+            Dnssec::Secure,
+            Outcome::Records,
+        ),
+        (
+            "_25._tcp.mx1.good.test.",
+            RecordType::TLSA,
+            Dnssec::Secure,
+            Outcome::Records,
+        ),
+        (
+            "mx1.good.test.",
+            RecordType::AAAA,
+            Dnssec::Secure,
+            Outcome::NoData,
+        ),
+        (
+            "_25._tcp.nope.good.test.",
+            RecordType::TLSA,
+            Dnssec::Secure,
+            Outcome::NxDomain,
+        ),
+        (
+            "s11.insecure.test.",
+            RecordType::MX,
+            Dnssec::Insecure,
+            Outcome::Records,
+        ),
+        (
+            "mx1.bogus.test.",
+            RecordType::A,
+            Dnssec::Bogus,
+            Outcome::Failed,
+        ),
+        (
+            "expired.test.",
+            RecordType::MX,
+            Dnssec::Bogus,
+            Outcome::Failed,
+        ),
+        (
+            "mx1.s15.dane.test.",
+            RecordType::AAAA,
+            Dnssec::Secure,
+            Outcome::NoData,
+        ),
     ];
     for (n, t, state, outcome) in cases {
         let a = up.lookup(&name(n), t).await;
-        assert_eq!((a.dnssec, a.outcome), (state, outcome), "upstream {n} {t}: {a:?}");
+        assert_eq!(
+            (a.dnssec, a.outcome),
+            (state, outcome),
+            "upstream {n} {t}: {a:?}"
+        );
         let b = lo.lookup(&name(n), t).await;
         assert_eq!(b.dnssec, state, "local {n} {t}: {b:?}");
         if state != Dnssec::Bogus {
@@ -87,9 +137,16 @@ async fn a_dead_resolver_is_error_not_bogus_in_both_modes() -> Result<()> {
     let lab = common::lab()?;
     // Nothing listens on this loopback address: timeouts.
     let dead: SocketAddr = "127.53.0.99:53".parse()?;
-    let up = Dns::new(&DnsConfig { resolver: dead, ..upstream() })?;
+    let up = Dns::new(&DnsConfig {
+        resolver: dead,
+        ..upstream()
+    })?;
     let a = up.lookup(&name("good.test."), RecordType::MX).await;
-    assert_eq!((a.dnssec, a.outcome), (Dnssec::Error, Outcome::Failed), "{a:?}");
+    assert_eq!(
+        (a.dnssec, a.outcome),
+        (Dnssec::Error, Outcome::Failed),
+        "{a:?}"
+    );
     let lo = Dns::new(&local(&lab, dead)?)?;
     let b = lo.lookup(&name("good.test."), RecordType::MX).await;
     assert_eq!(b.dnssec, Dnssec::Error, "{b:?}");
@@ -107,13 +164,16 @@ async fn dnskey_dropping_proxy() -> Result<(SocketAddr, Arc<AtomicUsize>)> {
     tokio::spawn(async move {
         let mut buf = vec![0u8; 4096];
         for _ in 0..10_000 {
-            let Ok((n, client)) = sock.recv_from(&mut buf).await else { return };
+            let Ok((n, client)) = sock.recv_from(&mut buf).await else {
+                return;
+            };
             let query = buf[..n].to_vec();
             let drop_it = Message::from_vec(&query)
                 .ok()
                 .and_then(|m| m.queries.first().cloned())
                 .is_some_and(|q| {
-                    q.query_type() == RecordType::DNSKEY && q.name().to_ascii().eq_ignore_ascii_case("good.test.")
+                    q.query_type() == RecordType::DNSKEY
+                        && q.name().to_ascii().eq_ignore_ascii_case("good.test.")
                 });
             if drop_it {
                 d.fetch_add(1, Ordering::SeqCst);
@@ -121,12 +181,16 @@ async fn dnskey_dropping_proxy() -> Result<(SocketAddr, Arc<AtomicUsize>)> {
             }
             let sock = sock.clone();
             tokio::spawn(async move {
-                let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else { return };
+                let Ok(up) = UdpSocket::bind("127.0.0.1:0").await else {
+                    return;
+                };
                 if up.send_to(&query, common::NON_VALIDATING).await.is_err() {
                     return;
                 }
                 let mut rbuf = vec![0u8; 65535];
-                if let Ok(Ok((m, _))) = tokio::time::timeout(Duration::from_secs(3), up.recv_from(&mut rbuf)).await {
+                if let Ok(Ok((m, _))) =
+                    tokio::time::timeout(Duration::from_secs(3), up.recv_from(&mut rbuf)).await
+                {
                     let _ = sock.send_to(&rbuf[..m], client).await;
                 }
             });
@@ -141,7 +205,10 @@ async fn key_fetch_failure_in_local_mode_is_error_not_bogus() -> Result<()> {
     let (proxy, dropped) = dnskey_dropping_proxy().await?;
     let lo = Dns::new(&local(&lab, proxy)?)?;
     let a = lo.lookup(&name("mx1.good.test."), RecordType::A).await;
-    assert!(dropped.load(Ordering::SeqCst) > 0, "the proxy never saw the DNSKEY query");
+    assert!(
+        dropped.load(Ordering::SeqCst) > 0,
+        "the proxy never saw the DNSKEY query"
+    );
     assert_eq!(a.dnssec, Dnssec::Error, "{a:?}");
     // Genuinely bogus data through the same proxy stays bogus.
     let b = lo.lookup(&name("mx1.bogus.test."), RecordType::A).await;

@@ -844,7 +844,7 @@ async fn denial_via_cname(
     let q = |n: &Name| Query::query(n.clone(), rtype);
     // The CNAME steps' own proofs: the chain as answered for the original name, with its
     // denial counted as secure.
-    let chain = match validator.lookup(q(name), o.clone()).first_answer().await {
+    let chain = match validator.lookup(q(name), o).first_answer().await {
         Ok(resp) => {
             answer_from_message(name, rtype, &resp, |r| proof_state(r.proof), Dnssec::Secure)
         }

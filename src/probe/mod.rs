@@ -439,7 +439,9 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
             DaneStatus::Unauthenticated,
             "the TLSA RRset has no usable record: TLS is required but not authenticated".into(),
         ),
-        (None, Authentication::Verified { .. }) => (DaneStatus::Verified, verified_why(&eval.checks)),
+        (None, Authentication::Verified { .. }) => {
+            (DaneStatus::Verified, verified_why(&eval.checks))
+        }
         (None, Authentication::NotAuthenticated) => (
             DaneStatus::Failed,
             "no usable TLSA record matches the served chain: a DANE sender defers".into(),

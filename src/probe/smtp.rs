@@ -327,13 +327,14 @@ impl ProbeError {
         }
     }
 
-    fn from_reply_error(phase: Phase, e: ReplyError) -> Self {
+    /// `first_line`: the error is in the first line of the reply.
+    fn from_reply_error(phase: Phase, e: ReplyError, first_line: bool) -> Self {
         match e {
             ReplyError::LineTooLong { limit } => Self::LineTooLong { phase, limit },
             ReplyError::TooManyLines { limit } => Self::TooManyLines { phase, limit },
             // No reply code at all in the greeting: something else listens there
             // (HTTP, SSH, implicit TLS that talks first, binary noise).
-            ReplyError::BadCode { excerpt } if phase == Phase::Greeting => {
+            ReplyError::BadCode { excerpt } if phase == Phase::Greeting && first_line => {
                 Self::NotSmtp { excerpt }
             }
             other => Self::BadReply {
@@ -416,20 +417,18 @@ pub fn parse_reply_line(line: &[u8]) -> Result<ReplyLine<'_>, ReplyError> {
 /// Early check of an unfinished line: fails as soon as its first four octets cannot start
 /// a reply line, so a server sending garbage without line ends is caught at once.
 fn check_partial_line(partial: &[u8]) -> Result<(), ReplyError> {
-    let ok = partial.iter().take(4).enumerate().all(|(i, &b)| match i {
+    let head = &partial[..partial.len().min(4)];
+    let plausible = head.iter().enumerate().all(|(i, &b)| match i {
         0 => (b'2'..=b'5').contains(&b),
         1 => (b'0'..=b'5').contains(&b),
         2 => b.is_ascii_digit(),
         _ => matches!(b, b' ' | b'-' | b'\r'),
     });
-    if ok {
-        return Ok(());
-    }
-    // Let the full-line parser name the error precisely.
-    match parse_reply_line(&partial[..partial.len().min(4)]) {
-        Err(e) => Err(e),
-        // "220\r" cut after the CR: fine so far (handled above); unreachable otherwise.
-        Ok(_) => Ok(()),
+    if plausible {
+        Ok(())
+    } else {
+        // Not plausible implies the line parser fails on it too; it names the error.
+        parse_reply_line(head).map(|_| ())
     }
 }
 
@@ -446,6 +445,11 @@ pub struct ReplyParser {
 impl ReplyParser {
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// No line of a reply consumed yet (at the start, or right after a complete reply).
+    pub fn is_idle(&self) -> bool {
+        self.lines.is_empty()
     }
 
     /// Consume as many complete lines of `input` as belong to the current reply.
@@ -675,18 +679,24 @@ async fn run(
 
     // Handshake: the read buffer is empty, so no byte is lost at the hand-over.
     let (stream, mut transcript) = conn.into_parts();
-    let (mut tls_stream, facts) =
-        tls::handshake(stream, server_name, Arc::clone(&opts.tls), opts.tls_timeout).await?;
+    let handshake =
+        tls::handshake(stream, server_name, Arc::clone(&opts.tls), opts.tls_timeout).await;
     if let Some(t) = transcript.as_mut() {
-        t.push(format!(
-            "-- TLS handshake: {} {} ({} certificates, {:.1} ms)",
-            facts.version,
-            facts.cipher,
-            facts.chain_len,
-            facts.handshake_seconds * 1e3
-        ));
-        t.push("C: QUIT (over TLS; the 221 is not awaited)".to_owned());
+        match &handshake {
+            Ok((_, facts)) => {
+                t.push(format!(
+                    "-- TLS handshake: {} {} ({} certificates, {:.1} ms)",
+                    facts.version,
+                    facts.cipher,
+                    facts.chain_len,
+                    facts.handshake_seconds * 1e3
+                ));
+                t.push("C: QUIT (over TLS; the 221 is not awaited)".to_owned());
+            }
+            Err(e) => t.push(format!("-- TLS handshake failed: {e}")),
+        }
     }
+    let (mut tls_stream, facts) = handshake?;
     report.tls = Some(facts);
 
     // QUIT, close_notify, FIN; do not wait for the 221: after a TLS 1.3 session ticket it
@@ -769,7 +779,7 @@ impl<'t> Conn<'t> {
                 let (n, reply) = self
                     .parser
                     .feed(&self.buf[self.start..self.end])
-                    .map_err(|e| ProbeError::from_reply_error(phase, e))?;
+                    .map_err(|e| ProbeError::from_reply_error(phase, e, self.parser.is_idle()))?;
                 self.start += n;
                 if self.start == self.end {
                     self.start = 0;
@@ -1162,37 +1172,35 @@ mod tests {
             prop_assert_eq!(&replies[0].lines, &texts);
         }
 
+        /// A server dripping one octet at a time yields the same replies, fails exactly
+        /// when the whole input fails, and never makes the parser hold a full line.
         #[test]
-        fn split_feeding_equals_whole_feeding(
+        fn dripped_feeding_equals_whole_feeding(
             input in proptest::collection::vec(prop_oneof![
                 Just(b"250-x\r\n".to_vec()), Just(b"250 y\n".to_vec()), Just(b"220 z\r\n".to_vec()),
+                Just(b"220\r\n".to_vec()), Just(b"25".to_vec()),
                 proptest::collection::vec(any::<u8>(), 0..8)], 0..12).prop_map(|v| v.concat()),
-            split in any::<prop::sample::Index>(),
         ) {
-            let whole = parse_replies(&input);
-            // Feed in two chunks the way the probe does: keep unconsumed bytes.
-            let cut = split.index(input.len() + 1);
+            let (whole, whole_err) = parse_replies(&input);
             let mut p = ReplyParser::new();
-            let mut pending = input[..cut].to_vec();
-            let mut replies = Vec::new();
-            let mut err = None;
-            let mut fed_rest = false;
-            loop {
-                match p.feed(&pending) {
-                    Err(e) => { err = Some(e); break; }
-                    Ok((n, r)) => {
-                        pending.drain(..n);
-                        if let Some(r) = r { replies.push(r); continue; }
-                        if fed_rest { break; }
-                        pending.extend_from_slice(&input[cut..]);
-                        fed_rest = true;
+            let mut pending = Vec::new();
+            let mut dripped = Vec::new();
+            let mut failed = false;
+            'outer: for &b in &input {
+                pending.push(b);
+                loop {
+                    match p.feed(&pending) {
+                        Err(_) => { failed = true; break 'outer; }
+                        Ok((n, r)) => {
+                            pending.drain(..n);
+                            prop_assert!(pending.len() < MAX_LINE_OCTETS);
+                            match r { Some(r) => dripped.push(r), None => break }
+                        }
                     }
                 }
             }
-            // Early garbage detection may fire on a prefix; otherwise results agree.
-            if err.is_none() && whole.1.is_none() {
-                prop_assert_eq!(replies, whole.0);
-            }
+            prop_assert_eq!(failed, whole_err.is_some());
+            prop_assert_eq!(dripped, whole);
         }
     }
 
@@ -1650,6 +1658,30 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn garbage_in_a_later_greeting_line_is_bad_reply_not_not_smtp() {
+        let addr = serve(|mut s| async move {
+            let _ = s.write_all(b"220-hi\r\n\x00junk\r\n").await;
+            hold(s).await;
+        })
+        .await;
+        let mut opts = options();
+        opts.transcript = false;
+        let report = probe(addr, &opts).await;
+        assert!(
+            matches!(
+                report.error,
+                Some(ProbeError::BadReply {
+                    phase: Phase::Greeting,
+                    error: ReplyError::BadCode { .. }
+                })
+            ),
+            "{:?}",
+            report.error
+        );
+        assert!(report.transcript.is_empty(), "transcript only on request");
+    }
+
+    #[tokio::test]
     async fn garbage_after_a_good_greeting_is_bad_reply() {
         let addr = serve(|mut s| async move {
             s.write_all(b"220 hi\r\n").await.unwrap();
@@ -1732,6 +1764,10 @@ mod tests {
         let report = probe(addr, &options()).await;
         assert_error(&report, "tls_handshake");
         assert!(started.elapsed() < Duration::from_secs(1));
+        assert!(report
+            .transcript
+            .last()
+            .is_some_and(|l| l.starts_with("-- TLS handshake failed")));
     }
 
     #[tokio::test(start_paused = true)]

@@ -1,0 +1,788 @@
+//! Web configuration: the `--web.config.file` of Prometheus exporters (exporter-toolkit
+//! format) → a validated [`WebConfig`]: the TLS server config, basic-auth users and extra
+//! response headers; and [`WebState`], the live copy `http` consults per connection and
+//! per request, replaced on SIGHUP and `POST /-/reload` only when the new file validates.
+//!
+//! Owns: the file format (unknown keys are errors; exporter-toolkit options this exporter
+//! does not implement are refused by name), loading certificates and keys, the rustls
+//! `ServerConfig` (ring provider passed explicitly, TLS 1.2/1.3, ALPN `http/1.1`), checking
+//! `Authorization: Basic` against bcrypt hashes with a cache of successful checks.
+//! Not here: serving connections and routing (`http`), the exporter's own config (`config`).
+//! References: exporter-toolkit docs/web-configuration.md; RFC 7617 (Basic auth),
+//! RFC 8446 / RFC 5246 (TLS 1.3 / 1.2), RFC 7301 (ALPN).
+//!
+//! Relative `cert_file`, `key_file` and `client_ca_file` paths are taken relative to the
+//! web config file's directory, as exporter-toolkit does. `http_server_config.http2` is
+//! accepted for compatibility and ignored: the server speaks HTTP/1.1 only.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+
+use base64::Engine as _;
+use hyper::header::{HeaderName, HeaderValue};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::WebPkiClientVerifier;
+use rustls::{RootCertStore, ServerConfig};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+use sha2::{Digest, Sha256};
+
+/// The realm named in `WWW-Authenticate` on a 401.
+pub const AUTH_REALM: &str = "mailtls_exporter";
+/// How many successful (user, password) checks are remembered; the set is emptied when
+/// full, so a flood of distinct valid logins costs bcrypt time again, nothing more.
+pub const MAX_CACHED_LOGINS: usize = 1024;
+/// bcrypt costs accepted (the algorithm's range).
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+
+/// exporter-toolkit options this exporter does not implement: named in the error instead
+/// of a bare "unknown field".
+const UNSUPPORTED_KEYS: &[&str] = &[
+    "cert",
+    "key",
+    "client_ca",
+    "cipher_suites",
+    "curve_preferences",
+    "prefer_server_cipher_suites",
+    "client_allowed_sans",
+    "rate_limit",
+];
+
+/// Headers exporter-toolkit allows in `http_server_config.headers` (the same set here).
+const ALLOWED_HEADERS: &[&str] = &[
+    "Strict-Transport-Security",
+    "X-Content-Type-Options",
+    "X-Frame-Options",
+    "X-XSS-Protection",
+    "Content-Security-Policy",
+];
+
+/// Where a problem is: `file:line: key`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
+    pub file: String,
+    pub line: Option<u64>,
+    pub key: String,
+}
+
+impl fmt::Display for Place {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(l) = self.line {
+            write!(f, ":{l}")?;
+        }
+        if !self.key.is_empty() {
+            write!(f, ": {}", self.key)?;
+        }
+        Ok(())
+    }
+}
+
+/// What is wrong with a web config file. Messages read `file:line: key: problem`.
+#[derive(Debug, thiserror::Error)]
+pub enum WebConfigError {
+    #[error("{file}: cannot read: {source}")]
+    Read {
+        file: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{place}: {message}")]
+    Syntax { place: Place, message: String },
+    #[error("{place}: {message}")]
+    Invalid { place: Place, message: String },
+    #[error("{place}: cannot use {path}: {message}")]
+    PemFile {
+        place: Place,
+        path: String,
+        message: String,
+    },
+    #[error("{place}: {source}")]
+    Tls {
+        place: Place,
+        #[source]
+        source: Box<rustls::Error>,
+    },
+}
+
+// ---- raw file format -------------------------------------------------------------------------
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawWebConfig {
+    tls_server_config: Option<Spanned<RawTls>>,
+    basic_auth_users: Option<HashMap<Spanned<String>, Spanned<String>>>,
+    http_server_config: Option<RawHttp>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawTls {
+    cert_file: Option<Spanned<String>>,
+    key_file: Option<Spanned<String>>,
+    client_auth_type: Option<Spanned<String>>,
+    client_ca_file: Option<Spanned<String>>,
+    min_version: Option<Spanned<String>>,
+    max_version: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawHttp {
+    #[allow(dead_code)] // accepted for exporter-toolkit compatibility; HTTP/1.1 only
+    http2: Option<bool>,
+    headers: Option<HashMap<Spanned<String>, Spanned<String>>>,
+}
+
+// ---- validated -------------------------------------------------------------------------------
+
+/// How the server asks for client certificates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ClientAuth {
+    NoClientCert,
+    RequireAndVerifyClientCert,
+}
+
+/// A validated web config.
+pub struct WebConfig {
+    /// The file it came from.
+    pub source: String,
+    /// `None`: plain HTTP.
+    pub tls: Option<Arc<ServerConfig>>,
+    /// `None`: no authentication.
+    pub auth: Option<BasicAuth>,
+    /// Extra headers on every response.
+    pub headers: Vec<(HeaderName, HeaderValue)>,
+}
+
+impl fmt::Debug for WebConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebConfig")
+            .field("source", &self.source)
+            .field("tls", &self.tls.is_some())
+            .field("users", &self.auth.as_ref().map_or(0, |a| a.users.len()))
+            .field("headers", &self.headers)
+            .finish()
+    }
+}
+
+/// Reads and validates a web config file.
+pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+    let file = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
+        file: file.clone(),
+        source,
+    })?;
+    let base = path.parent().unwrap_or_else(|| Path::new("."));
+    parse(&text, &file, base)
+}
+
+/// Parses and validates web config text; `file` names it in errors, relative paths are
+/// taken from `base`.
+pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfigError> {
+    let place = |line: Option<u64>, key: &str| Place {
+        file: file.to_string(),
+        line,
+        key: key.to_string(),
+    };
+    let invalid = |line: Option<u64>, key: &str, message: String| WebConfigError::Invalid {
+        place: place(line, key),
+        message,
+    };
+    let raw: RawWebConfig = if text.trim().is_empty() {
+        RawWebConfig::default()
+    } else {
+        serde_saphyr::from_str(text).map_err(|e| syntax_error(file, &e))?
+    };
+
+    let tls = match &raw.tls_server_config {
+        None => None,
+        Some(t) => tls_config(&t.value, t.referenced.line(), &place, base)?,
+    };
+
+    let auth = match raw.basic_auth_users {
+        None => None,
+        Some(users) => {
+            let mut users: Vec<_> = users.into_iter().collect();
+            users.sort_by_key(|(u, _)| u.referenced.line());
+            let mut map = HashMap::with_capacity(users.len());
+            let mut max_cost = *BCRYPT_COSTS.start();
+            for (user, hash) in users {
+                let key = format!("basic_auth_users.{}", user.value);
+                let line = Some(hash.referenced.line());
+                if user.value.is_empty() || user.value.contains(':') {
+                    return Err(invalid(
+                        Some(user.referenced.line()),
+                        &key,
+                        "a user name must be non-empty and contain no ':' (RFC 7617)".into(),
+                    ));
+                }
+                let parts: bcrypt::HashParts = hash.value.parse().map_err(|e| {
+                    invalid(line, &key, format!("not a bcrypt hash ($2y$...): {e}"))
+                })?;
+                if !BCRYPT_COSTS.contains(&parts.get_cost()) {
+                    return Err(invalid(
+                        line,
+                        &key,
+                        format!("bcrypt cost {} is outside 4..=31", parts.get_cost()),
+                    ));
+                }
+                max_cost = max_cost.max(parts.get_cost());
+                map.insert(user.value, hash.value);
+            }
+            if map.is_empty() {
+                None
+            } else {
+                Some(BasicAuth::new(map, max_cost).map_err(|e| {
+                    invalid(None, "basic_auth_users", format!("cannot prepare: {e}"))
+                })?)
+            }
+        }
+    };
+
+    let mut headers = Vec::new();
+    if let Some(h) = raw.http_server_config.and_then(|h| h.headers) {
+        let mut h: Vec<_> = h.into_iter().collect();
+        h.sort_by_key(|(n, _)| n.referenced.line());
+        for (name, value) in h {
+            let line = Some(name.referenced.line());
+            let key = format!("http_server_config.headers.{}", name.value);
+            let Some(canonical) = ALLOWED_HEADERS
+                .iter()
+                .find(|a| a.eq_ignore_ascii_case(&name.value))
+            else {
+                return Err(invalid(
+                    line,
+                    &key,
+                    format!(
+                        "header not allowed (allowed: {})",
+                        ALLOWED_HEADERS.join(", ")
+                    ),
+                ));
+            };
+            let n = HeaderName::from_bytes(canonical.as_bytes())
+                .map_err(|e| invalid(line, &key, e.to_string()))?;
+            let v = HeaderValue::from_str(&value.value).map_err(|_| {
+                invalid(
+                    line,
+                    &key,
+                    format!("{:?} is not a header value", value.value),
+                )
+            })?;
+            headers.push((n, v));
+        }
+    }
+
+    Ok(WebConfig {
+        source: file.to_string(),
+        tls,
+        auth,
+        headers,
+    })
+}
+
+/// Maps a serde-saphyr error to `file:line: key: message`, naming refused exporter-toolkit
+/// options as unsupported rather than unknown.
+fn syntax_error(file: &str, e: &serde_saphyr::Error) -> WebConfigError {
+    let line = e.location().map(|l| l.line());
+    let message = e.to_string();
+    let key = message
+        .split('`')
+        .nth(1)
+        .filter(|_| message.contains("unknown field") || message.contains("missing field"))
+        .unwrap_or("")
+        .to_string();
+    // serde-saphyr says "error: line L column C: ..."; the place already names the line.
+    let first = message.lines().next().unwrap_or("");
+    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = match first.split_once(": ") {
+        Some((at, rest)) if at.starts_with("line ") && at.contains(" column ") => rest,
+        _ => first,
+    }
+    .to_string();
+    let message = if UNSUPPORTED_KEYS.contains(&key.as_str()) {
+        "exporter-toolkit option not supported by mailtls_exporter".to_string()
+    } else {
+        first
+    };
+    WebConfigError::Syntax {
+        place: Place {
+            file: file.to_string(),
+            line,
+            key,
+        },
+        message,
+    }
+}
+
+fn tls_config(
+    raw: &RawTls,
+    line: u64,
+    place: &dyn Fn(Option<u64>, &str) -> Place,
+    base: &Path,
+) -> Result<Option<Arc<ServerConfig>>, WebConfigError> {
+    let invalid = |line: Option<u64>, key: &str, message: String| WebConfigError::Invalid {
+        place: place(line, &format!("tls_server_config.{key}")),
+        message,
+    };
+    let (cert_file, key_file) = match (&raw.cert_file, &raw.key_file) {
+        // exporter-toolkit: an empty tls_server_config means plain HTTP.
+        (None, None) if raw.client_ca_file.is_none() && raw.client_auth_type.is_none() => {
+            return Ok(None)
+        }
+        (Some(c), Some(k)) => (c, k),
+        (None, _) => {
+            return Err(invalid(
+                Some(line),
+                "cert_file",
+                "missing (cert_file and key_file are both required for TLS)".into(),
+            ))
+        }
+        (_, None) => {
+            return Err(invalid(
+                Some(line),
+                "key_file",
+                "missing (cert_file and key_file are both required for TLS)".into(),
+            ))
+        }
+    };
+    let version = |v: &Spanned<String>, key: &str| match v.value.as_str() {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        other => Err(invalid(
+            Some(v.referenced.line()),
+            key,
+            format!("{other:?} is not supported (use TLS12 or TLS13)"),
+        )),
+    };
+    let min = raw
+        .min_version
+        .as_ref()
+        .map(|v| version(v, "min_version"))
+        .transpose()?;
+    let max = raw
+        .max_version
+        .as_ref()
+        .map(|v| version(v, "max_version"))
+        .transpose()?;
+    let tls12_allowed = min.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_2);
+    let tls13_allowed = max.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_3);
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+        tls13_allowed.then_some(&rustls::version::TLS13),
+        tls12_allowed.then_some(&rustls::version::TLS12),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if versions.is_empty() {
+        let l = raw.max_version.as_ref().map(|v| v.referenced.line());
+        return Err(invalid(l, "max_version", "is below min_version".into()));
+    }
+
+    let client_auth = match &raw.client_auth_type {
+        // exporter-toolkit: a client CA without a type means verify.
+        None if raw.client_ca_file.is_some() => ClientAuth::RequireAndVerifyClientCert,
+        None => ClientAuth::NoClientCert,
+        Some(t) => match t.value.as_str() {
+            "NoClientCert" => ClientAuth::NoClientCert,
+            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+            other => {
+                return Err(invalid(
+                    Some(t.referenced.line()),
+                    "client_auth_type",
+                    format!(
+                    "{other:?} is not supported (use NoClientCert or RequireAndVerifyClientCert)"
+                ),
+                ))
+            }
+        },
+    };
+
+    let chain = read_certs(
+        cert_file,
+        base,
+        &place(
+            Some(cert_file.referenced.line()),
+            "tls_server_config.cert_file",
+        ),
+    )?;
+    let key_place = place(
+        Some(key_file.referenced.line()),
+        "tls_server_config.key_file",
+    );
+    let key_path = resolve(base, &key_file.value);
+    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| WebConfigError::PemFile {
+        place: key_place.clone(),
+        path: key_path.display().to_string(),
+        message: pem_message(&e, "private key (PKCS#8, SEC1 or RSA)"),
+    })?;
+
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let builder = ServerConfig::builder_with_provider(provider.clone())
+        .with_protocol_versions(&versions)
+        .map_err(|source| WebConfigError::Tls {
+            place: place(Some(line), "tls_server_config"),
+            source: Box::new(source),
+        })?;
+    let builder = match client_auth {
+        ClientAuth::NoClientCert => {
+            if let Some(ca) = &raw.client_ca_file {
+                return Err(invalid(
+                    Some(ca.referenced.line()),
+                    "client_ca_file",
+                    "set, but client_auth_type is NoClientCert".into(),
+                ));
+            }
+            builder.with_no_client_auth()
+        }
+        ClientAuth::RequireAndVerifyClientCert => {
+            let Some(ca) = &raw.client_ca_file else {
+                let l = raw.client_auth_type.as_ref().map(|t| t.referenced.line());
+                return Err(invalid(
+                    l,
+                    "client_ca_file",
+                    "required by client_auth_type RequireAndVerifyClientCert".into(),
+                ));
+            };
+            let ca_place = place(
+                Some(ca.referenced.line()),
+                "tls_server_config.client_ca_file",
+            );
+            let mut roots = RootCertStore::empty();
+            for cert in read_certs(ca, base, &ca_place)? {
+                roots.add(cert).map_err(|source| WebConfigError::Tls {
+                    place: ca_place.clone(),
+                    source: Box::new(source),
+                })?;
+            }
+            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
+                .build()
+                .map_err(|e| WebConfigError::Invalid {
+                    place: ca_place.clone(),
+                    message: format!("cannot build the client certificate verifier: {e}"),
+                })?;
+            builder.with_client_cert_verifier(verifier)
+        }
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| match source {
+            rustls::Error::InconsistentKeys(_) => WebConfigError::Invalid {
+                place: key_place.clone(),
+                message: "the private key does not match the certificate of cert_file".into(),
+            },
+            source => WebConfigError::Tls {
+                place: key_place.clone(),
+                source: Box::new(source),
+            },
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+fn resolve(base: &Path, p: &str) -> PathBuf {
+    let p = Path::new(p);
+    if p.is_absolute() {
+        p.to_path_buf()
+    } else {
+        base.join(p)
+    }
+}
+
+fn pem_message(e: &rustls::pki_types::pem::Error, what: &str) -> String {
+    match e {
+        rustls::pki_types::pem::Error::NoItemsFound => format!("no PEM {what} found"),
+        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
+        other => format!("bad PEM: {other}"),
+    }
+}
+
+fn read_certs(
+    file: &Spanned<String>,
+    base: &Path,
+    place: &Place,
+) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
+    let path = resolve(base, &file.value);
+    let err = |message: String| WebConfigError::PemFile {
+        place: place.clone(),
+        path: path.display().to_string(),
+        message,
+    };
+    let certs = CertificateDer::pem_file_iter(&path)
+        .map_err(|e| err(pem_message(&e, "certificate")))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| err(pem_message(&e, "certificate")))?;
+    if certs.is_empty() {
+        return Err(err("no PEM certificate found".into()));
+    }
+    Ok(certs)
+}
+
+// ---- basic auth ------------------------------------------------------------------------------
+
+/// Basic-auth users and the cache of successful checks.
+///
+/// bcrypt is slow by design, so a successful (user, hash, password) check is remembered
+/// as a SHA-256 digest over a per-process random key (never the password itself), as
+/// exporter-toolkit does; repeated scrapes then cost one hash. Failures are not cached, so
+/// a flood of wrong passwords cannot evict good entries; bcrypt runs one at a time. An
+/// unknown user is checked against a dummy hash of the highest configured cost, so the
+/// answer time does not tell which users exist; bcrypt compares in constant time.
+pub struct BasicAuth {
+    users: HashMap<String, String>,
+    dummy_hash: String,
+    cache_key: [u8; 32],
+    cache: Mutex<HashSet<[u8; 32]>>,
+    bcrypt_turn: Mutex<()>,
+}
+
+impl BasicAuth {
+    fn new(users: HashMap<String, String>, cost: u32) -> Result<Self, bcrypt::BcryptError> {
+        let secret: [u8; 32] = rand::random();
+        let dummy_hash = bcrypt::hash(secret, cost)?;
+        Ok(Self {
+            users,
+            dummy_hash,
+            cache_key: rand::random(),
+            cache: Mutex::new(HashSet::new()),
+            bcrypt_turn: Mutex::new(()),
+        })
+    }
+
+    fn digest(&self, user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update(self.cache_key);
+        for part in [user.as_bytes(), hash.as_bytes(), password] {
+            h.update((part.len() as u64).to_be_bytes());
+            h.update(part);
+        }
+        h.finalize().into()
+    }
+
+    /// Checks an `Authorization` header value. Blocking (bcrypt): call from a blocking
+    /// context when the answer is not cached.
+    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
+        let Some((user, password)) = authorization.and_then(decode_basic) else {
+            return false;
+        };
+        let (known, hash) = match self.users.get(&user) {
+            Some(h) => (true, h.as_str()),
+            None => (false, self.dummy_hash.as_str()),
+        };
+        let digest = self.digest(&user, hash, &password);
+        if known && self.cache.lock().is_ok_and(|c| c.contains(&digest)) {
+            return true;
+        }
+        let ok = {
+            let _turn = self.bcrypt_turn.lock();
+            bcrypt::verify(&password, hash).unwrap_or(false)
+        };
+        if ok && known {
+            if let Ok(mut c) = self.cache.lock() {
+                if c.len() >= MAX_CACHED_LOGINS {
+                    c.clear();
+                }
+                c.insert(digest);
+            }
+        }
+        ok && known
+    }
+
+    /// Would [`check`](Self::check) answer without running bcrypt?
+    pub fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
+        let Some((user, password)) = authorization.and_then(decode_basic) else {
+            return true; // malformed: refused at once
+        };
+        match self.users.get(&user) {
+            Some(h) => {
+                let d = self.digest(&user, h, &password);
+                self.cache.lock().is_ok_and(|c| c.contains(&d))
+            }
+            None => false,
+        }
+    }
+}
+
+/// `Basic base64(user:password)` → (user, password). RFC 7617 §2; the scheme name is
+/// case-insensitive.
+fn decode_basic(v: &[u8]) -> Option<(String, Vec<u8>)> {
+    let v = std::str::from_utf8(v).ok()?.trim();
+    let (scheme, creds) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(creds.trim())
+        .ok()?;
+    let colon = raw.iter().position(|&b| b == b':')?;
+    let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
+    Some((user, raw[colon + 1..].to_vec()))
+}
+
+// ---- live state ------------------------------------------------------------------------------
+
+/// The web config in force: read at start-up, replaced by [`reload`](Self::reload) only
+/// when the file still validates.
+pub struct WebState {
+    path: PathBuf,
+    current: RwLock<Arc<WebConfig>>,
+}
+
+impl WebState {
+    /// Loads `path`; an invalid file is an error (the daemon exits 2).
+    pub fn load(path: &Path) -> Result<Self, WebConfigError> {
+        let cfg = load(path)?;
+        Ok(Self {
+            path: path.to_path_buf(),
+            current: RwLock::new(Arc::new(cfg)),
+        })
+    }
+
+    /// The config in force.
+    pub fn current(&self) -> Arc<WebConfig> {
+        match self.current.read() {
+            Ok(c) => c.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Re-reads the file; keeps the old config when the new one is invalid. Blocking.
+    pub fn reload(&self) -> Result<(), WebConfigError> {
+        let cfg = Arc::new(load(&self.path)?);
+        match self.current.write() {
+            Ok(mut c) => *c = cfg,
+            Err(poisoned) => *poisoned.into_inner() = cfg,
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse_str(text: &str) -> Result<WebConfig, WebConfigError> {
+        parse(text, "web.yml", Path::new("/nonexistent"))
+    }
+
+    #[test]
+    fn empty_file_means_plain_http_without_auth() {
+        let c = parse_str("").unwrap();
+        assert!(c.tls.is_none() && c.auth.is_none() && c.headers.is_empty());
+        let c = parse_str("tls_server_config: {}\n").unwrap();
+        assert!(c.tls.is_none());
+    }
+
+    #[test]
+    fn unknown_key_is_named_with_its_line() {
+        let e = parse_str("basic_auth_users: {}\ntls_server_confg: {}\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.starts_with("web.yml:2: tls_server_confg:"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_toolkit_option_is_named_as_such() {
+        let e = parse_str("tls_server_config:\n  cipher_suites: [TLS_AES_128_GCM_SHA256]\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("cipher_suites: exporter-toolkit option not supported"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn bad_bcrypt_hash_names_user_and_line() {
+        let e = parse_str("basic_auth_users:\n  alice: plaintext\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.starts_with("web.yml:2: basic_auth_users.alice: not a bcrypt hash"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn cert_without_key_is_refused() {
+        let e = parse_str("tls_server_config:\n  cert_file: a.crt\n")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("tls_server_config.key_file: missing"), "{e}");
+    }
+
+    #[test]
+    fn unsupported_client_auth_type_is_refused() {
+        let e = parse_str(
+            "tls_server_config:\n  cert_file: a\n  key_file: b\n  client_auth_type: RequestClientCert\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.contains("web.yml:4: tls_server_config.client_auth_type"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn header_outside_the_toolkit_set_is_refused() {
+        let e = parse_str("http_server_config:\n  headers:\n    Content-Type: text/plain\n")
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("http_server_config.headers.Content-Type: header not allowed"),
+            "{e}"
+        );
+        let c = parse_str(
+            "http_server_config:\n  http2: false\n  headers:\n    x-frame-options: DENY\n",
+        )
+        .unwrap();
+        assert_eq!(c.headers[0].0.as_str(), "x-frame-options");
+    }
+
+    // RFC 7617 §2: user-id ":" password, base64; scheme case-insensitive.
+    #[test]
+    fn basic_credentials_decode() {
+        assert_eq!(
+            decode_basic(b"Basic YWxpY2U6cGE6c3M="),
+            Some(("alice".into(), b"pa:ss".to_vec()))
+        );
+        assert_eq!(
+            decode_basic(b"basic YWxpY2U6"),
+            Some(("alice".into(), vec![]))
+        );
+        assert_eq!(decode_basic(b"Bearer YWxpY2U6"), None);
+        assert_eq!(decode_basic(b"Basic !!!"), None);
+        assert_eq!(decode_basic(b"Basic YWxpY2U="), None); // no colon
+    }
+
+    #[test]
+    fn successful_check_is_cached_and_wrong_password_is_not() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let c = parse_str(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+        let auth = c.auth.unwrap();
+        let good = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:secret")
+        );
+        let bad = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("alice:wrong")
+        );
+        let nobody = format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode("bob:secret")
+        );
+        assert!(!auth.is_cached(Some(good.as_bytes())));
+        assert!(auth.check(Some(good.as_bytes())));
+        assert!(auth.is_cached(Some(good.as_bytes())));
+        assert!(auth.check(Some(good.as_bytes())));
+        assert!(!auth.check(Some(bad.as_bytes())));
+        assert!(!auth.is_cached(Some(bad.as_bytes())));
+        assert!(!auth.check(Some(nobody.as_bytes())));
+        assert!(!auth.check(None));
+    }
+}
