@@ -1,0 +1,349 @@
+//! Cost of one `/metrics` scrape with many targets: time to render and size of the body.
+//!
+//! Owns: 10,000 synthetic but realistic `TargetReport`s (domain targets, 2 MX hosts with one
+//! address each, a 2-certificate chain per address with real `CertFacts` from `cert::facts`
+//! on an rcgen chain, `3 1 1` + `2 1 1` TLSA records judged by `dane::evaluate`, MX + A +
+//! AAAA + TLSA lookups per host) and timing `metrics::render` over the daemon's registry
+//! (`ExporterMetrics::registry`), OpenMetrics and text format. Goal (PERF-NOTES.md): ≤ 50 ms.
+//! Not here: serving (`http`) or gzip; probing.
+//!
+//! Run: `cargo bench --bench scrape`. Environment: `BENCH_TARGETS` [10000],
+//! `BENCH_ITERS` [20], `BENCH_LEAVES` distinct leaf certificates [256].
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, Context as _, Result};
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+use rustls::pki_types::{CertificateDer, UnixTime};
+
+use mailtls_exporter::cert::{self, CertFacts};
+use mailtls_exporter::dane::{self, RecordCheck, Tlsa};
+use mailtls_exporter::metrics::{self, ExporterMetrics, Fixed};
+use mailtls_exporter::probe::dns::{Answer, Data, Dnssec, Mx, Outcome};
+use mailtls_exporter::probe::smtp::{Reply, SmtpReport};
+use mailtls_exporter::probe::tls::TlsFacts;
+use mailtls_exporter::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+
+fn env_or(key: &str, default: usize) -> Result<usize> {
+    match std::env::var(key) {
+        Ok(v) => v.trim().parse().with_context(|| format!("{key}={v:?}")),
+        Err(_) => Ok(default),
+    }
+}
+
+/// One served chain and what the exporter derives from it.
+struct Served {
+    chain: Vec<CertificateDer<'static>>,
+    facts: Vec<CertFacts>,
+    tlsa: Vec<Tlsa>,
+    checks: Vec<RecordCheck>,
+    mx: String,
+}
+
+fn chains(n: usize) -> Result<Vec<Served>> {
+    let ca_key = KeyPair::generate()?;
+    let mut ca = CertificateParams::new(Vec::<String>::new())?;
+    ca.distinguished_name = rcgen::DistinguishedName::new();
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "Bench Mail CA");
+    ca.distinguished_name
+        .push(DnType::CommonName, "Bench Mail Issuing CA R3");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+    let ca_der = ca.self_signed(&ca_key)?.der().clone();
+    let issuer = Issuer::from_params(&ca, &ca_key);
+    let ca_facts = cert::facts(1, &ca_der).map_err(|e| anyhow!("{e}"))?;
+    let mut out = Vec::with_capacity(n);
+    for i in 0..n {
+        let mx = format!("mx1.d{i:05}.example.test");
+        let key = KeyPair::generate()?;
+        let mut p = CertificateParams::new(vec![mx.clone(), format!("mx2.d{i:05}.example.test")])?;
+        p.distinguished_name = rcgen::DistinguishedName::new();
+        p.distinguished_name.push(DnType::CommonName, mx.clone());
+        let leaf = p.signed_by(&key, &issuer)?.der().clone();
+        let leaf_facts = cert::facts(0, &leaf).map_err(|e| anyhow!("{e}"))?;
+        let tlsa = vec![
+            Tlsa {
+                usage: 3,
+                selector: 1,
+                matching: 1,
+                data: hex::decode(&leaf_facts.spki_sha256)?,
+            },
+            Tlsa {
+                usage: 2,
+                selector: 1,
+                matching: 1,
+                data: hex::decode(&ca_facts.spki_sha256)?,
+            },
+        ];
+        let chain = vec![leaf, ca_der.clone()];
+        let names = vec![mx.clone()];
+        let eval = dane::evaluate(&dane::DaneInput {
+            records: &tlsa,
+            chain: &chain,
+            names: &names,
+            now: UnixTime::now(),
+        });
+        if !matches!(eval.authentication, dane::Authentication::Verified { .. }) {
+            return Err(anyhow!(
+                "synthetic chain does not verify: {:?}",
+                eval.authentication
+            ));
+        }
+        out.push(Served {
+            facts: vec![leaf_facts, ca_facts.clone()],
+            chain,
+            tlsa,
+            checks: eval.checks,
+            mx,
+        });
+    }
+    Ok(out)
+}
+
+fn answer(name: &str, rtype: &str, data: Data, now: i64) -> Arc<Answer> {
+    Arc::new(Answer {
+        name: name.to_string(),
+        rtype: rtype.to_string(),
+        outcome: Outcome::Records,
+        dnssec: Dnssec::Secure,
+        cnames: Vec::new(),
+        data,
+        sig_expiry: Some(now + 20 * 86_400),
+        reason: None,
+        ttl: 300,
+    })
+}
+
+fn reply(code: u16, lines: &[&str]) -> Reply {
+    Reply {
+        code,
+        lines: lines.iter().map(|s| s.to_string()).collect(),
+    }
+}
+
+fn report(i: usize, served: &Served, now: i64) -> TargetReport {
+    let domain = format!("d{i:05}.example.test");
+    let mut lookups = vec![answer(
+        &domain,
+        "MX",
+        Data::Mx(
+            (1..=2)
+                .map(|k| Mx {
+                    preference: 10 * k,
+                    exchange: format!("mx{k}.{domain}"),
+                })
+                .collect(),
+        ),
+        now,
+    )];
+    let mut hosts = Vec::new();
+    for k in 1..=2u8 {
+        let mx = format!("mx{k}.{domain}");
+        let ip = IpAddr::V4(Ipv4Addr::new(
+            192,
+            0,
+            (i / 250) as u8 % 255,
+            (i % 250) as u8 + k,
+        ));
+        lookups.push(answer(&mx, "A", Data::Addrs(vec![ip]), now));
+        lookups.push(Arc::new(Answer {
+            outcome: Outcome::NoData,
+            data: Data::None,
+            ..(*answer(&mx, "AAAA", Data::None, now)).clone()
+        }));
+        let base = format!("_25._tcp.{mx}");
+        lookups.push(answer(&base, "TLSA", Data::Tlsa(served.tlsa.clone()), now));
+        let smtp = SmtpReport {
+            address: SocketAddr::new(ip, 25),
+            connected: true,
+            greeting: Some(reply(220, &[&format!("{mx} ESMTP Postfix")])),
+            ehlo: Some(reply(
+                250,
+                &[
+                    &mx,
+                    "PIPELINING",
+                    "SIZE 10240000",
+                    "ETRN",
+                    "STARTTLS",
+                    "ENHANCEDSTATUSCODES",
+                    "8BITMIME",
+                    "DSN",
+                    "SMTPUTF8",
+                    "CHUNKING",
+                ],
+            )),
+            extensions: [
+                "PIPELINING",
+                "SIZE",
+                "ETRN",
+                "STARTTLS",
+                "ENHANCEDSTATUSCODES",
+                "8BITMIME",
+                "DSN",
+                "SMTPUTF8",
+                "CHUNKING",
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect(),
+            starttls_advertised: true,
+            starttls: Some(reply(220, &["2.0.0 Ready to start TLS"])),
+            tls: Some(TlsFacts {
+                version: "TLSv1.3".into(),
+                cipher: "TLS13_AES_256_GCM_SHA384".into(),
+                chain: served.chain.clone(),
+                chain_len: served.chain.len(),
+                handshake_seconds: 0.0008,
+            }),
+            error: None,
+            transcript: Vec::new(),
+            seconds: 0.0012,
+        };
+        let matched = served
+            .checks
+            .iter()
+            .find(|c| c.matched)
+            .map(|c| c.record.presentation())
+            .unwrap_or_default();
+        hosts.push(HostReport {
+            mx: mx.clone(),
+            preference: Some(10 * u16::from(k)),
+            port: 25,
+            address_dnssec: Some(Dnssec::Secure),
+            tlsa_base: Some(mx.clone()),
+            tlsa_records: served.tlsa.clone(),
+            tlsa_dnssec: Some(Dnssec::Secure),
+            dane_applies: true,
+            addresses: vec![AddressReport {
+                address: Some(ip),
+                smtp: Some(Arc::new(smtp)),
+                certs: served.facts.clone(),
+                cert_errors: Vec::new(),
+                pkix: Some(Err(format!("certificate not valid for name {mx:?}"))),
+                tlsa: served.checks.clone(),
+                dane: Some(DaneStatus::Verified),
+                why: format!("{matched} matched at depth 0: a DANE sender delivers, authenticated"),
+            }],
+            notes: Vec::new(),
+        });
+    }
+    let mut r = TargetReport {
+        target: domain.clone(),
+        kind: "domain",
+        timestamp: now as f64,
+        duration_seconds: 0.004,
+        mx_dnssec: Some(Dnssec::Secure),
+        mx: vec![(10, format!("mx1.{domain}")), (20, format!("mx2.{domain}"))],
+        implicit_mx: false,
+        null_mx: false,
+        hosts,
+        lookups,
+        error: None,
+        success: false,
+    };
+    let _ = &served.mx;
+    r.success = r.compute_success();
+    r
+}
+
+/// VmRSS of this process in KiB (0 if unreadable).
+fn vm_rss_kib() -> i64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+struct Stats {
+    min: Duration,
+    median: Duration,
+    max: Duration,
+    bytes: usize,
+    lines: usize,
+}
+
+fn time_render(
+    registry: &prometheus_client::registry::Registry,
+    openmetrics: bool,
+    iters: usize,
+) -> Stats {
+    let mut times = Vec::with_capacity(iters);
+    let mut bytes = 0;
+    let mut lines = 0;
+    for _ in 0..iters {
+        let t = Instant::now();
+        let (body, _) = metrics::render(registry, openmetrics);
+        times.push(t.elapsed());
+        bytes = body.len();
+        lines = body.lines().filter(|l| !l.starts_with('#')).count();
+        std::hint::black_box(body);
+    }
+    times.sort_unstable();
+    Stats {
+        min: times[0],
+        median: times[times.len() / 2],
+        max: times[times.len() - 1],
+        bytes,
+        lines,
+    }
+}
+
+fn main() -> Result<()> {
+    let targets = env_or("BENCH_TARGETS", 10_000)?;
+    let iters = env_or("BENCH_ITERS", 20)?.max(1);
+    let leaves = env_or("BENCH_LEAVES", 256)?.max(1);
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs() as i64;
+
+    let served = chains(leaves)?;
+    let rss0 = vm_rss_kib();
+    let t = Instant::now();
+    let reports: Vec<Arc<TargetReport>> = (0..targets)
+        .map(|i| Arc::new(report(i, &served[i % served.len()], now)))
+        .collect();
+    let built = t.elapsed();
+    let rss1 = vm_rss_kib();
+    println!(
+        "built {targets} reports ({leaves} distinct chains) in {:.2} s; VmRSS grew by {:.1} MiB ({:.1} KiB per report, chain DER not shared)",
+        built.as_secs_f64(),
+        (rss1 - rss0) as f64 / 1024.0,
+        (rss1 - rss0) as f64 / targets.max(1) as f64
+    );
+
+    let em = Arc::new(ExporterMetrics::default());
+    em.targets.set(targets as i64);
+    let registry = em.registry(Arc::new(Fixed(reports)));
+
+    println!();
+    println!("/metrics render of {targets} targets (2 MX x 1 address, 2 certs, 2 TLSA, 7 lookups each), {iters} iterations:");
+    println!();
+    println!("| format | min ms | median ms | max ms | body MiB | samples | VmRSS growth MiB | goal <= 50 ms |");
+    println!("|---|---|---|---|---|---|---|---|");
+    for (name, om) in [("OpenMetrics", true), ("text 0.0.4", false)] {
+        let before = vm_rss_kib();
+        let s = time_render(&registry, om, iters);
+        let grew = vm_rss_kib() - before;
+        println!(
+            "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} |",
+            s.min.as_secs_f64() * 1e3,
+            s.median.as_secs_f64() * 1e3,
+            s.max.as_secs_f64() * 1e3,
+            s.bytes as f64 / 1048576.0,
+            s.lines,
+            grew as f64 / 1024.0,
+            if s.median <= Duration::from_millis(50) {
+                "PASS"
+            } else {
+                "FAIL"
+            }
+        );
+    }
+    Ok(())
+}
