@@ -19,7 +19,6 @@ use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
-use prometheus_client::registry::Registry;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -36,7 +35,7 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub struct App {
     pub scheduler: Arc<Scheduler>,
-    pub registry: Registry,
+    pub exposition: metrics::Exposition,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -92,7 +91,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
         (&Method::GET | &Method::HEAD, "/metrics") => {
             app.scheduler.refresh_stats();
             let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
-            let (body, ctype) = metrics::render(&app.registry, om);
+            let (body, ctype) = app.exposition.render(om);
             text(StatusCode::OK, ctype, body)
         }
         (&Method::GET, "/probe") => probe(&app, &req).await,
@@ -183,9 +182,8 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
             check::render_text(&r, true),
         );
     }
-    let registry = metrics::registry_for(vec![Arc::new(r)]);
     let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let (body, ctype) = metrics::render(&registry, om);
+    let (body, ctype) = metrics::render_report(Arc::new(r), om);
     text(StatusCode::OK, ctype, body)
 }
 
@@ -214,10 +212,7 @@ fn landing(app: &App) -> Resp {
         for t in &cfg.targets {
             let (verdict, ok, when) = match store.get(&t.name) {
                 Some(r) => (
-                    r.worst_dane()
-                        .map(|d| d.as_str())
-                        .unwrap_or("-")
-                        .to_string(),
+                    r.worst_dane.map(|d| d.as_str()).unwrap_or("-").to_string(),
                     if r.success { "yes" } else { "no" },
                     format!("{:.1} s", r.duration_seconds),
                 ),

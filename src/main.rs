@@ -15,7 +15,7 @@ use mailtls_exporter::check::{self, EXIT_USAGE};
 use mailtls_exporter::config;
 use mailtls_exporter::http::{self, App};
 use mailtls_exporter::logging::{self, Format, Level};
-use mailtls_exporter::metrics::ExporterMetrics;
+use mailtls_exporter::metrics::{ExporterMetrics, Exposition};
 use mailtls_exporter::scheduler::Scheduler;
 use mailtls_exporter::webconfig::WebState;
 
@@ -178,10 +178,10 @@ fn daemon(cli: &Cli) -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let registry = stats.registry(scheduler.store());
+        let exposition = Exposition::new(stats.registry(), scheduler.store());
         let app = Arc::new(App {
             scheduler: scheduler.clone(),
-            registry,
+            exposition,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(w) = &web {

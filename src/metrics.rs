@@ -1,14 +1,18 @@
 //! The only place metric names and labels appear: reports → exposition.
 //!
-//! Owns: encoding [`TargetReport`]s at scrape time through a prometheus-client `Collector`
-//! (series of vanished hosts, addresses or records simply are not encoded again), the
-//! exporter's own metrics, and content negotiation (OpenMetrics, or the Prometheus text
-//! format 0.0.4 derived from it).
+//! Owns: the report metrics of CONTRACT.md, written through prometheus-client
+//! ([`encode_reports`]); the exporter's own metrics; content negotiation (OpenMetrics, or the
+//! Prometheus text format 0.0.4).
+//! Scale: a target's series are encoded once, when its probe completes ([`encode_report`]),
+//! into one text chunk per metric family; a scrape ([`Exposition::render`]) only concatenates
+//! the chunks of the latest reports, family by family. A scrape of 10,000 targets is then a
+//! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
+//! record disappear with the report that carried them.
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
 use std::fmt::Write as _;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet};
@@ -28,30 +32,152 @@ pub const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
 pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
-/// Where the collector finds the reports to encode.
-pub trait ReportSource: Send + Sync + std::fmt::Debug + 'static {
-    /// The latest report of every target, in a stable order.
-    fn reports(&self) -> Vec<Arc<TargetReport>>;
+/// One target's series, encoded when its probe completed: the sample lines of each metric
+/// family, in the order of [`encode_reports`].
+#[derive(Debug, Clone, Default)]
+pub struct EncodedReport {
+    chunks: Vec<Box<str>>,
 }
 
-/// A fixed set of reports (one `/probe`, tests, benches).
-#[derive(Debug)]
-pub struct Fixed(pub Vec<Arc<TargetReport>>);
-
-impl ReportSource for Fixed {
-    fn reports(&self) -> Vec<Arc<TargetReport>> {
-        self.0.clone()
+impl EncodedReport {
+    /// Bytes held (for sizing the scrape buffer).
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.len()).sum()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
-/// Encodes every report metric of CONTRACT.md.
-#[derive(Debug)]
-pub struct ReportCollector<S: ReportSource>(pub Arc<S>);
+/// Where the exposition finds the latest encoded reports.
+pub trait ReportSource: Send + Sync + std::fmt::Debug + 'static {
+    /// The latest encoded report of every target, in a stable order.
+    fn encoded(&self) -> Vec<Arc<EncodedReport>>;
+}
 
-impl<S: ReportSource> Collector for ReportCollector<S> {
+/// Encodes every report metric of one report as a family-by-family chunk list.
+pub fn encode_report(report: &Arc<TargetReport>) -> EncodedReport {
+    let (headers, chunks) = split_families(&encode_with_descriptors(vec![report.clone()]));
+    let _ = HEADERS.get_or_init(|| headers);
+    EncodedReport {
+        chunks: chunks.into_iter().map(String::into_boxed_str).collect(),
+    }
+}
+
+/// HELP and TYPE lines of each report family, in order; the same for every report.
+static HEADERS: OnceLock<Vec<String>> = OnceLock::new();
+
+fn headers() -> &'static [String] {
+    HEADERS.get_or_init(|| split_families(&encode_with_descriptors(Vec::new())).0)
+}
+
+/// A collector over a fixed set of reports.
+#[derive(Debug)]
+struct Fixed(Vec<Arc<TargetReport>>);
+
+impl Collector for Fixed {
     fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
-        let reports = self.0.reports();
-        encode_reports(&mut enc, &reports)
+        let refs: Vec<&TargetReport> = self.0.iter().map(Arc::as_ref).collect();
+        encode_reports(&mut enc, &refs)
+    }
+}
+
+/// Report families with descriptors, through prometheus-client (no `# EOF`).
+fn encode_with_descriptors(reports: Vec<Arc<TargetReport>>) -> String {
+    let mut registry = Registry::default();
+    registry.register_collector(Box::new(Fixed(reports)));
+    let mut out = String::with_capacity(4096);
+    if prometheus_client::encoding::text::encode_registry(&mut out, &registry).is_err() {
+        out.clear();
+    }
+    out
+}
+
+/// Splits an encoding into per-family (header, samples).
+fn split_families(text: &str) -> (Vec<String>, Vec<String>) {
+    let mut headers: Vec<String> = Vec::new();
+    let mut chunks: Vec<String> = Vec::new();
+    for line in text.split_inclusive('\n') {
+        if line.starts_with("# HELP ") {
+            headers.push(line.to_string());
+            chunks.push(String::new());
+        } else if line.starts_with('#') {
+            if let Some(h) = headers.last_mut() {
+                h.push_str(line);
+            }
+        } else if let Some(c) = chunks.last_mut() {
+            c.push_str(line);
+        }
+    }
+    (headers, chunks)
+}
+
+/// What `/metrics` serves: the exporter's own registry plus the latest encoded reports.
+#[derive(Debug)]
+pub struct Exposition {
+    pub own: Registry,
+    pub source: Arc<dyn ReportSource>,
+    last_len: AtomicUsize,
+}
+
+impl Exposition {
+    pub fn new(own: Registry, source: Arc<dyn ReportSource>) -> Self {
+        Self {
+            own,
+            source,
+            last_len: AtomicUsize::new(64 * 1024),
+        }
+    }
+
+    /// The body in the negotiated format, and its content type.
+    pub fn render(&self, openmetrics: bool) -> (String, &'static str) {
+        let reports = self.source.encoded();
+        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
+        let mut own = String::with_capacity(4096);
+        if prometheus_client::encoding::text::encode_registry(&mut own, &self.own).is_err() {
+            own.clear();
+        }
+        if openmetrics {
+            out.push_str(&own);
+        } else {
+            out.push_str(&openmetrics_to_text(&own));
+        }
+        assemble(&mut out, &reports);
+        if openmetrics {
+            out.push_str("# EOF\n");
+        }
+        self.last_len.store(out.len(), Ordering::Relaxed);
+        let ctype = if openmetrics {
+            OPENMETRICS_CONTENT_TYPE
+        } else {
+            TEXT_CONTENT_TYPE
+        };
+        (out, ctype)
+    }
+}
+
+/// Appends every report family: its header once, then each report's chunk.
+fn assemble(out: &mut String, reports: &[Arc<EncodedReport>]) {
+    for (i, header) in headers().iter().enumerate() {
+        out.push_str(header);
+        for r in reports {
+            if let Some(c) = r.chunks.get(i) {
+                out.push_str(c);
+            }
+        }
+    }
+}
+
+/// The report metrics of one fresh report only (`/probe`), in the negotiated format.
+pub fn render_report(report: Arc<TargetReport>, openmetrics: bool) -> (String, &'static str) {
+    let text = encode_with_descriptors(vec![report]).replace(FROM_LAST, " (from this probe)");
+    let mut out = String::with_capacity(text.len() + 8);
+    out.push_str(&text);
+    if openmetrics {
+        out.push_str("# EOF\n");
+        (out, OPENMETRICS_CONTENT_TYPE)
+    } else {
+        (out, TEXT_CONTENT_TYPE)
     }
 }
 
@@ -63,6 +189,8 @@ pub struct ExporterMetrics {
     pub config_reload_timestamp: Gauge<f64, AtomicU64>,
     pub resolver_validating: Gauge,
     pub targets: Gauge,
+    /// One series per configured target, present before its first probe completes.
+    pub target_info: Family<[(&'static str, String); 2], Gauge>,
     /// Read at scrape time from the live probe context.
     pub dns_queries: Arc<AtomicU64>,
     pub dns_cache_entries: Arc<AtomicU64>,
@@ -86,8 +214,8 @@ impl Collector for AtomicCounter {
 }
 
 impl ExporterMetrics {
-    /// Registers the exporter's own metrics and the report collector.
-    pub fn registry<S: ReportSource>(self: &Arc<Self>, source: Arc<S>) -> Registry {
+    /// Registers the exporter's own metrics.
+    pub fn registry(self: &Arc<Self>) -> Registry {
         let mut r = Registry::default();
         let build = Family::<[(&'static str, &'static str); 2], Gauge>::default();
         build
@@ -129,6 +257,11 @@ impl ExporterMetrics {
             "Configured targets",
             self.targets.clone(),
         );
+        r.register(
+            "mailtls_target_info",
+            "Configured target and its kind (domain, host, address), value 1",
+            self.target_info.clone(),
+        );
         r.register_collector(Box::new(AtomicCounter(
             self.dns_queries.clone(),
             "mailtls_dns_queries",
@@ -147,34 +280,12 @@ impl ExporterMetrics {
             "SMTP dialogues run (an address shared by several targets is probed once per round)",
             MetricType::Counter,
         )));
-        r.register_collector(Box::new(ReportCollector(source)));
         r
     }
 
     pub fn count_probe(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.probes.get_or_create(&[("result", result)]).inc();
-    }
-}
-
-/// A registry holding only the report metrics of `reports` (`/probe`).
-pub fn registry_for(reports: Vec<Arc<TargetReport>>) -> Registry {
-    let mut r = Registry::default();
-    r.register_collector(Box::new(ReportCollector(Arc::new(Fixed(reports)))));
-    r
-}
-
-/// Encodes a registry in the negotiated format; returns (body, content type).
-pub fn render(registry: &Registry, openmetrics: bool) -> (String, &'static str) {
-    let mut out = String::with_capacity(64 * 1024);
-    if prometheus_client::encoding::text::encode(&mut out, registry).is_err() {
-        out.clear();
-        out.push_str("# encoding failed\n");
-    }
-    if openmetrics {
-        (out, OPENMETRICS_CONTENT_TYPE)
-    } else {
-        (openmetrics_to_text(&out), TEXT_CONTENT_TYPE)
     }
 }
 
@@ -238,7 +349,7 @@ fn family(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
-    reports: &[Arc<TargetReport>],
+    reports: &[&TargetReport],
     mut each: impl FnMut(
         &mut prometheus_client::encoding::MetricEncoder<'_>,
         &TargetReport,
@@ -255,7 +366,7 @@ fn family(
 /// Encodes all report metrics for `reports`.
 pub fn encode_reports(
     enc: &mut DescriptorEncoder,
-    reports: &[Arc<TargetReport>],
+    reports: &[&TargetReport],
 ) -> Result<(), std::fmt::Error> {
     family(enc, "mailtls_probe_success", "1 when every MX address of the target offered STARTTLS, completed the handshake and none is DANE failed or dns_failure", reports, |m, r| {
         gauge(m, &[("target", r.target.as_str())], b(r.success))
@@ -273,13 +384,6 @@ pub fn encode_reports(
         "When the probe completed",
         reports,
         |m, r| gauge(m, &[("target", r.target.as_str())], r.timestamp),
-    )?;
-    family(
-        enc,
-        "mailtls_target_info",
-        "Configured target and its kind (domain, host, address), value 1",
-        reports,
-        |m, r| gauge(m, &[("target", r.target.as_str()), ("kind", r.kind)], 1.0),
     )?;
     family(
         enc,
@@ -575,6 +679,53 @@ mod tests {
         assert!(t.contains("# HELP mailtls_probes_total Target probes.\n"));
         assert!(t.contains("# TYPE g gauge\n"));
         assert!(!t.contains("# EOF"));
+    }
+
+    fn report(target: &str, mx: &[(u16, &str)]) -> Arc<TargetReport> {
+        Arc::new(TargetReport {
+            target: target.into(),
+            kind: "domain",
+            timestamp: 1.0,
+            duration_seconds: 0.5,
+            mx_dnssec: Some(Dnssec::Secure),
+            mx: mx.iter().map(|(p, h)| (*p, h.to_string())).collect(),
+            implicit_mx: false,
+            null_mx: false,
+            hosts: Vec::new(),
+            lookups: Vec::new(),
+            error: None,
+            success: true,
+        })
+    }
+
+    #[test]
+    fn assembled_chunks_equal_a_direct_encoding_of_all_reports() {
+        let reports = vec![
+            report("a.test", &[(10, "mx1.a.test"), (20, "mx2.a.test")]),
+            report("b.test", &[(0, "b.test")]),
+            report("c\"quoted\".test", &[]),
+        ];
+        let direct = encode_with_descriptors(reports.clone());
+        let encoded: Vec<Arc<EncodedReport>> =
+            reports.iter().map(|r| Arc::new(encode_report(r))).collect();
+        let mut assembled = String::new();
+        assemble(&mut assembled, &encoded);
+        assert_eq!(assembled, direct);
+        assert!(assembled
+            .contains("mailtls_mx_info{target=\"a.test\",mx=\"mx2.a.test\",preference=\"20\"} 1"));
+        // A vanished target's series vanish with its chunk.
+        let mut without_a = String::new();
+        assemble(&mut without_a, &encoded[1..]);
+        assert!(!without_a.contains("a.test\""));
+        assert!(without_a.contains("# TYPE mailtls_mx_info gauge"));
+    }
+
+    #[test]
+    fn probe_responses_say_they_come_from_this_probe() {
+        let (body, ctype) = render_report(report("a.test", &[]), true);
+        assert!(ctype.starts_with("application/openmetrics-text"));
+        assert!(body.ends_with("# EOF\n"));
+        assert!(body.contains("(from this probe)") && !body.contains(FROM_LAST));
     }
 
     #[test]

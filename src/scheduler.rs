@@ -9,7 +9,7 @@
 //! evenly; after (re)start every target is probed once within [`FIRST_PROBE_SPREAD`].
 //! Not here: what a probe does (`probe`), encoding (`metrics`).
 
-use std::collections::HashMap;
+use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -21,28 +21,52 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::metrics::{dane_summary, ExporterMetrics, ReportSource};
+use crate::metrics::{dane_summary, encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
-use crate::report::TargetReport;
+use crate::report::{DaneStatus, TargetReport};
 
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
 
-/// Latest completed report per target.
+/// What is kept of a target's last completed probe: a summary for logs and the landing
+/// page, and its series, encoded once (`metrics::encode_report`). The full report is dropped.
+#[derive(Debug)]
+pub struct Stored {
+    pub success: bool,
+    pub worst_dane: Option<DaneStatus>,
+    pub duration_seconds: f64,
+    /// `verified=2 failed=1`, to log state changes.
+    pub dane_summary: String,
+    pub encoded: Arc<EncodedReport>,
+}
+
+impl Stored {
+    pub fn new(report: &Arc<TargetReport>) -> Self {
+        Self {
+            success: report.success,
+            worst_dane: report.worst_dane(),
+            duration_seconds: report.duration_seconds,
+            dane_summary: dane_summary(report),
+            encoded: Arc::new(encode_report(report)),
+        }
+    }
+}
+
+/// Latest completed probe per target, in target order.
 #[derive(Debug, Default)]
 pub struct Store {
-    reports: RwLock<HashMap<String, Arc<TargetReport>>>,
+    reports: RwLock<BTreeMap<String, Arc<Stored>>>,
 }
 
 impl Store {
-    pub fn get(&self, target: &str) -> Option<Arc<TargetReport>> {
+    pub fn get(&self, target: &str) -> Option<Arc<Stored>> {
         self.reports.read().ok()?.get(target).cloned()
     }
-    fn insert(&self, r: Arc<TargetReport>) -> Option<Arc<TargetReport>> {
+    fn insert(&self, target: &str, r: Arc<Stored>) -> Option<Arc<Stored>> {
         self.reports
             .write()
             .ok()
-            .and_then(|mut m| m.insert(r.target.clone(), r))
+            .and_then(|mut m| m.insert(target.to_string(), r))
     }
     fn retain(&self, keep: impl Fn(&str) -> bool) {
         if let Ok(mut m) = self.reports.write() {
@@ -52,13 +76,11 @@ impl Store {
 }
 
 impl ReportSource for Store {
-    fn reports(&self) -> Vec<Arc<TargetReport>> {
-        let mut v: Vec<Arc<TargetReport>> = match self.reports.read() {
-            Ok(m) => m.values().cloned().collect(),
+    fn encoded(&self) -> Vec<Arc<EncodedReport>> {
+        match self.reports.read() {
+            Ok(m) => m.values().map(|s| s.encoded.clone()).collect(),
             Err(_) => Vec::new(),
-        };
-        v.sort_unstable_by(|a, b| a.target.cmp(&b.target));
-        v
+        }
     }
 }
 
@@ -179,6 +201,16 @@ impl Scheduler {
             cfg.targets.iter().map(|t| t.name.clone()).collect();
         self.store.retain(|t| names.contains(t));
         self.stats.targets.set(cfg.targets.len() as i64);
+        self.stats.target_info.clear();
+        for t in &cfg.targets {
+            self.stats
+                .target_info
+                .get_or_create(&[
+                    ("target", t.name.clone()),
+                    ("kind", t.hop.kind().to_string()),
+                ])
+                .set(1);
+        }
         info!(source = %cfg.source, targets = cfg.targets.len(), interval = ?cfg.interval,
               validation = ?cfg.dns.validation, resolver = %cfg.dns.resolver, "configuration loaded");
         let old = self.running.lock().ok().and_then(|mut r| {
@@ -258,8 +290,10 @@ async fn target_loop(
         drop(permit);
         stats.count_probe(report.success);
         let report = Arc::new(report);
-        let previous = store.insert(report.clone());
-        log_change(previous.as_deref(), &report);
+        let stored = Arc::new(Stored::new(&report));
+        let previous = store.insert(&target.name, stored.clone());
+        log_change(previous.as_deref(), &report, &stored);
+        drop(report);
         // Next slot: the target's phase within the interval, strictly in the future.
         let now = Instant::now();
         let base = epoch + phase;
@@ -272,9 +306,9 @@ async fn target_loop(
     }
 }
 
-fn log_change(previous: Option<&TargetReport>, r: &TargetReport) {
-    let summary = dane_summary(r);
-    let changed = previous.is_none_or(|p| p.success != r.success || dane_summary(p) != summary);
+fn log_change(previous: Option<&Stored>, r: &TargetReport, now: &Stored) {
+    let summary = &now.dane_summary;
+    let changed = previous.is_none_or(|p| p.success != r.success || p.dane_summary != *summary);
     if !changed {
         debug!(target = %r.target, success = r.success, dane = %summary, seconds = r.duration_seconds, "probe done");
     } else if r.success {

@@ -9,7 +9,9 @@ Grafana variables are replaced so the result is plain PromQL for Prometheus' HTT
 multi-value template variables ($target, ${mx}, ${mx:regex}, [[target]]) by `.*`, interval
 variables ($__rate_interval, $__interval) by 5m, $__range by 1h. The series selectors inside
 `label_values(...)` variable queries are printed too (ref "var:<name>"), since those queries
-run against Prometheus as well. Newlines inside an expression become spaces.
+run against Prometheus as well (a one-argument `label_values(label)` has no selector and is
+left out). `$1`, `${1}`: capture-group references (label_replace) are not variables and stay,
+as in Grafana. Newlines inside an expression become spaces.
 Standard library only (python3 >= 3.8).
 """
 import json
@@ -25,6 +27,7 @@ SUBSTITUTIONS = [
 ]
 VARIABLE = re.compile(r"\$\{(\w+)(?::\w+)?\}|\$(\w+)|\[\[(\w+)(?::\w+)?\]\]")
 LABEL_VALUES = re.compile(r"^\s*label_values\s*\((.*),\s*([A-Za-z_]\w*)\s*\)\s*$", re.S)
+LABEL_VALUES_NO_SELECTOR = re.compile(r"^\s*label_values\s*\(\s*[A-Za-z_]\w*\s*\)\s*$")
 
 
 def substitute(expr, variables):
@@ -34,6 +37,8 @@ def substitute(expr, variables):
 
     def repl(m):
         name = m.group(1) or m.group(2) or m.group(3)
+        if name.isdigit():  # label_replace capture group reference, not a variable
+            return m.group(0)
         if name not in variables:
             raise ValueError(f"unknown variable ${name} in: {expr}")
         return variables[name]
@@ -69,6 +74,8 @@ def dashboard_exprs(dash):
         q = v.get("query")
         q = q.get("query", "") if isinstance(q, dict) else (q or "")
         m = LABEL_VALUES.match(q)
+        if not m and LABEL_VALUES_NO_SELECTOR.match(q):
+            continue  # label_values(label): no series selector to run
         selector = m.group(1) if m else q
         yield ("var:" + v["name"], "query", q, substitute(selector, variables))
     for p in iter_panels(dash.get("panels", [])):
