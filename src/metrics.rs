@@ -363,6 +363,28 @@ fn family(
     Ok(())
 }
 
+/// The `address` label: the IP connected to, "" when the host's addresses were not resolved.
+fn address_label(a: &crate::report::AddressReport) -> String {
+    a.address.map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+/// `target`, `mx`, `address` and any further labels of a per-address series.
+fn addr_labels<'a>(
+    r: &'a TargetReport,
+    h: &'a crate::report::HostReport,
+    addr: &'a str,
+    extra: &[(&'static str, &'a str)],
+) -> Vec<(&'static str, &'a str)> {
+    let mut l = Vec::with_capacity(3 + extra.len());
+    l.extend([
+        ("target", r.target.as_str()),
+        ("mx", h.mx.as_str()),
+        ("address", addr),
+    ]);
+    l.extend_from_slice(extra);
+    l
+}
+
 /// Encodes all report metrics for `reports`.
 pub fn encode_reports(
     enc: &mut DescriptorEncoder,
@@ -465,16 +487,8 @@ pub fn encode_reports(
         family(enc, name, help, reports, |m, r| {
             for (h, a) in r.addresses() {
                 if let Some(v) = f(a) {
-                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-                    gauge(
-                        m,
-                        &[
-                            ("target", r.target.as_str()),
-                            ("mx", h.mx.as_str()),
-                            ("address", addr.as_str()),
-                        ],
-                        v,
-                    )?;
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[]), v)?;
                 }
             }
             Ok(())
@@ -520,17 +534,8 @@ pub fn encode_reports(
         |m, r| {
             for (h, a) in r.addresses() {
                 if let Some(e) = a.smtp.as_ref().and_then(|s| s.error.as_ref()) {
-                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
-                    gauge(
-                        m,
-                        &[
-                            ("target", r.target.as_str()),
-                            ("mx", h.mx.as_str()),
-                            ("address", addr.as_str()),
-                            ("reason", e.reason()),
-                        ],
-                        1.0,
-                    )?;
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[("reason", e.reason())]), 1.0)?;
                 }
             }
             Ok(())
@@ -544,16 +549,18 @@ pub fn encode_reports(
         |m, r| {
             for (h, a) in r.addresses() {
                 if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
-                    let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                    let addr = address_label(a);
                     gauge(
                         m,
-                        &[
-                            ("target", r.target.as_str()),
-                            ("mx", h.mx.as_str()),
-                            ("address", addr.as_str()),
-                            ("version", t.version.as_str()),
-                            ("cipher", t.cipher.as_str()),
-                        ],
+                        &addr_labels(
+                            r,
+                            h,
+                            &addr,
+                            &[
+                                ("version", t.version.as_str()),
+                                ("cipher", t.cipher.as_str()),
+                            ],
+                        ),
                         1.0,
                     )?;
                 }
@@ -568,17 +575,12 @@ pub fn encode_reports(
      -> Result<(), std::fmt::Error> {
         family(enc, name, help, reports, |m, r| {
             for (h, a) in r.addresses() {
-                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                let addr = address_label(a);
                 for c in &a.certs {
                     let depth = c.depth.to_string();
                     gauge(
                         m,
-                        &[
-                            ("target", r.target.as_str()),
-                            ("mx", h.mx.as_str()),
-                            ("address", addr.as_str()),
-                            ("depth", depth.as_str()),
-                        ],
+                        &addr_labels(r, h, &addr, &[("depth", depth.as_str())]),
                         f(c),
                     )?;
                 }
@@ -605,21 +607,23 @@ pub fn encode_reports(
         reports,
         |m, r| {
             for (h, a) in r.addresses() {
-                let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+                let addr = address_label(a);
                 for c in &a.certs {
                     let depth = c.depth.to_string();
                     gauge(
                         m,
-                        &[
-                            ("target", r.target.as_str()),
-                            ("mx", h.mx.as_str()),
-                            ("address", addr.as_str()),
-                            ("depth", depth.as_str()),
-                            ("subject", c.subject.as_str()),
-                            ("issuer", c.issuer.as_str()),
-                            ("serial", c.serial.as_str()),
-                            ("sha256", c.sha256.as_str()),
-                        ],
+                        &addr_labels(
+                            r,
+                            h,
+                            &addr,
+                            &[
+                                ("depth", depth.as_str()),
+                                ("subject", c.subject.as_str()),
+                                ("issuer", c.issuer.as_str()),
+                                ("serial", c.serial.as_str()),
+                                ("sha256", c.sha256.as_str()),
+                            ],
+                        ),
                         1.0,
                     )?;
                 }
@@ -629,10 +633,10 @@ pub fn encode_reports(
     )?;
     family(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches the chain the address served (RFC 7671/7672: DANE-EE at depth 0, DANE-TA at depth 1 or more; unusable records are 0)", reports, |m, r| {
         for (h, a) in r.addresses() {
-            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+            let addr = address_label(a);
             for c in &a.tlsa {
                 let rec = c.record.presentation();
-                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("record", rec.as_str())], b(c.matched))?;
+                gauge(m, &addr_labels(r, h, &addr, &[("record", rec.as_str())]), b(c.matched))?;
             }
         }
         Ok(())
@@ -640,9 +644,9 @@ pub fn encode_reports(
     family(enc, "mailtls_dane_status", "DANE verdict per MX address, as a DANE-enforcing sender reaches it (state set: verified, unauthenticated, failed, dns_failure, none)", reports, |m, r| {
         for (h, a) in r.addresses() {
             let Some(st) = a.dane else { continue };
-            let addr = a.address.map(|ip| ip.to_string()).unwrap_or_default();
+            let addr = address_label(a);
             for s in DaneStatus::ALL {
-                gauge(m, &[("target", r.target.as_str()), ("mx", h.mx.as_str()), ("address", addr.as_str()), ("status", s.as_str())], b(st == s))?;
+                gauge(m, &addr_labels(r, h, &addr, &[("status", s.as_str())]), b(st == s))?;
             }
         }
         Ok(())
