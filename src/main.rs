@@ -171,7 +171,14 @@ fn daemon(cli: &Cli) -> ExitCode {
             error!(error = %e, "cannot start with this configuration");
             return ExitCode::from(EXIT_USAGE as u8);
         }
-        let listener = match tokio::net::TcpListener::bind(addr).await {
+        let bound = match tokio::net::TcpListener::bind(addr).await {
+            // ":PORT" on a host without IPv6: every IPv4 address instead, as Go exporters do.
+            Err(_) if cli.listen.starts_with(':') => {
+                tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await
+            }
+            other => other,
+        };
+        let listener = match bound {
             Ok(l) => l,
             Err(e) => {
                 error!(address = %addr, error = %e, "cannot listen");
