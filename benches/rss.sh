@@ -62,11 +62,13 @@ probes_done() { # sum of mailtls_probes_total over results
         awk '/^mailtls_probes_total/{s+=$NF} END{print s+0}'
 }
 
-# time of one scrape in ms, and the body size: "ms bytes"
+# median time of SCRAPES (default 9) scrapes in ms, and the body size: "ms bytes"
+# (one sample is at the mercy of the shared machine; the median of several is not)
 scrape() { # addr accept
-    curl -s -o /dev/null --max-time 30 -H "Accept: $2" \
-        -w '%{time_total} %{size_download}\n' "http://$1/metrics" |
-        awk '{printf "%.1f %d\n", $1*1000, $2}'
+    for _ in $(seq "${SCRAPES:-9}"); do
+        curl -s -o /dev/null --max-time 30 -H "Accept: $2" \
+            -w '%{time_total} %{size_download}\n' "http://$1/metrics"
+    done | sort -n | awk '{t[NR]=$1; b=$2} END{printf "%.1f %d\n", t[int((NR+1)/2)]*1000, b}'
 }
 
 wait_http() {

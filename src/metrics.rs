@@ -34,15 +34,40 @@ pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One target's series, encoded when its probe completed: the sample lines of each metric
 /// family, in the order of [`encode_reports`].
+/// One allocation per target: all chunks back to back, and where each family's ends.
 #[derive(Debug, Clone, Default)]
 pub struct EncodedReport {
-    chunks: Vec<Box<str>>,
+    text: Box<str>,
+    ends: Box<[u32]>,
 }
 
 impl EncodedReport {
+    fn new(chunks: Vec<String>) -> Self {
+        let mut text = String::with_capacity(chunks.iter().map(String::len).sum());
+        let mut ends = Vec::with_capacity(chunks.len());
+        for c in chunks {
+            text.push_str(&c);
+            ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+        }
+        Self {
+            text: text.into_boxed_str(),
+            ends: ends.into_boxed_slice(),
+        }
+    }
+
+    /// The sample lines of family `i`.
+    fn chunk(&self, i: usize) -> &str {
+        let start = match i {
+            0 => 0,
+            _ => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
+        };
+        let end = self.ends.get(i).copied().unwrap_or(0) as usize;
+        self.text.get(start..end).unwrap_or("")
+    }
+
     /// Bytes held (for sizing the scrape buffer).
     pub fn len(&self) -> usize {
-        self.chunks.iter().map(|c| c.len()).sum()
+        self.text.len()
     }
     pub fn is_empty(&self) -> bool {
         self.len() == 0
@@ -59,9 +84,7 @@ pub trait ReportSource: Send + Sync + std::fmt::Debug + 'static {
 pub fn encode_report(report: &Arc<TargetReport>) -> EncodedReport {
     let (headers, chunks) = split_families(&encode_with_descriptors(vec![report.clone()]));
     let _ = HEADERS.get_or_init(|| headers);
-    EncodedReport {
-        chunks: chunks.into_iter().map(String::into_boxed_str).collect(),
-    }
+    EncodedReport::new(chunks)
 }
 
 /// HELP and TYPE lines of each report family, in order; the same for every report.
@@ -161,9 +184,7 @@ fn assemble(out: &mut String, reports: &[Arc<EncodedReport>]) {
     for (i, header) in headers().iter().enumerate() {
         out.push_str(header);
         for r in reports {
-            if let Some(c) = r.chunks.get(i) {
-                out.push_str(c);
-            }
+            out.push_str(r.chunk(i));
         }
     }
 }

@@ -286,7 +286,15 @@ async fn target_loop(
         if *stop.borrow() {
             return;
         }
-        let report = probe_target(&ctx, &target.name, &target.hop, ProbeOptions::default()).await;
+        // Boxed: a sleeping target task then holds a pointer, not the 4.5 KB probe state
+        // machine (10,000 targets: ~45 MB less).
+        let report = Box::pin(probe_target(
+            &ctx,
+            &target.name,
+            &target.hop,
+            ProbeOptions::default(),
+        ))
+        .await;
         drop(permit);
         stats.count_probe(report.success);
         let report = Arc::new(report);

@@ -295,7 +295,11 @@ async fn smtp_probe(
     };
     let run = || async {
         ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
-        Arc::new(smtp::probe(addr, &smtp_opts).await)
+        let mut r = smtp::probe(addr, &smtp_opts).await;
+        if !opts.transcript {
+            r.shrink();
+        }
+        Arc::new(r)
     };
     if opts.fresh || opts.transcript {
         return run().await;

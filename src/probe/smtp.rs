@@ -133,6 +133,19 @@ impl SmtpReport {
         }
     }
 
+    /// Drops what only a person reading one probe needs (reply texts beyond their first
+    /// line), for reports that are kept and shared for a whole round.
+    pub fn shrink(&mut self) {
+        for r in [&mut self.greeting, &mut self.ehlo, &mut self.starttls]
+            .into_iter()
+            .flatten()
+        {
+            r.lines.truncate(1);
+            r.lines.shrink_to_fit();
+        }
+        self.extensions.shrink_to_fit();
+    }
+
     /// Connected, greeted with 220 and EHLO answered with 250 (whatever happened next).
     pub fn smtp_up(&self) -> bool {
         self.connected
