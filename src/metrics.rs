@@ -208,7 +208,8 @@ pub struct ExporterMetrics {
     pub probes: Family<[(&'static str, &'static str); 1], Counter>,
     pub config_reload_successful: Gauge,
     pub config_reload_timestamp: Gauge<f64, AtomicU64>,
-    pub resolver_validating: Gauge,
+    /// Absent until checked, and when no target needs DNS.
+    pub resolver_validating: OptionalGauge,
     pub targets: Gauge,
     /// One series per configured target, present before its first probe completes.
     pub target_info: Family<[(&'static str, String); 2], Gauge>,
@@ -216,6 +217,37 @@ pub struct ExporterMetrics {
     pub dns_queries: Arc<AtomicU64>,
     pub dns_cache_entries: Arc<AtomicU64>,
     pub smtp_dialogues: Arc<AtomicU64>,
+}
+
+/// A gauge that may have no value: then neither sample nor descriptor is exposed.
+#[derive(Debug, Clone)]
+pub struct OptionalGauge(Arc<std::sync::atomic::AtomicI64>);
+
+impl Default for OptionalGauge {
+    fn default() -> Self {
+        Self(Arc::new(std::sync::atomic::AtomicI64::new(-1)))
+    }
+}
+
+impl OptionalGauge {
+    /// `None` removes the value; values are 0 or more.
+    pub fn set(&self, v: Option<i64>) {
+        self.0.store(v.map_or(-1, |v| v.max(0)), Ordering::Relaxed);
+    }
+}
+
+#[derive(Debug)]
+struct OptionalGaugeCollector(OptionalGauge, &'static str, &'static str);
+
+impl Collector for OptionalGaugeCollector {
+    fn encode(&self, mut enc: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let v = self.0 .0.load(Ordering::Relaxed);
+        if v < 0 {
+            return Ok(());
+        }
+        enc.encode_descriptor(self.1, self.2, None, MetricType::Gauge)?
+            .encode_gauge(&v)
+    }
 }
 
 #[derive(Debug)]
@@ -268,11 +300,11 @@ impl ExporterMetrics {
             "When the configuration was last loaded successfully",
             self.config_reload_timestamp.clone(),
         );
-        r.register(
-            "mailtls_dns_resolver_validating",
-            "1 when the resolver proved that it validates DNSSEC (the root SOA came back secure)",
+        r.register_collector(Box::new(OptionalGaugeCollector(
             self.resolver_validating.clone(),
-        );
+            "mailtls_dns_resolver_validating",
+            "1 when the resolver proved that it validates DNSSEC (the root SOA came back secure); absent when no target needs DNS",
+        )));
         r.register(
             "mailtls_targets",
             "Configured targets",

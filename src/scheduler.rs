@@ -191,12 +191,22 @@ impl Scheduler {
                 )));
             }
         }
-        tasks.push(tokio::spawn(resolver_check(
-            ctx.clone(),
-            self.stats.clone(),
-            cfg.interval,
-            stop_rx,
-        )));
+        // Ask the resolver only when some target needs DNS: an address-only config (the
+        // sidecar default) must send no query at all.
+        if cfg
+            .targets
+            .iter()
+            .any(|t| !matches!(t.hop, crate::target::NextHop::Address { .. }))
+        {
+            tasks.push(tokio::spawn(resolver_check(
+                ctx.clone(),
+                self.stats.clone(),
+                cfg.interval,
+                stop_rx,
+            )));
+        } else {
+            self.stats.resolver_validating.set(None);
+        }
         let names: std::collections::HashSet<String> =
             cfg.targets.iter().map(|t| t.name.clone()).collect();
         self.store.retain(|t| names.contains(t));
@@ -336,7 +346,7 @@ async fn resolver_check(
     let mut last = None;
     loop {
         let ok = ctx.dns.resolver_validates().await;
-        stats.resolver_validating.set(i64::from(ok));
+        stats.resolver_validating.set(Some(i64::from(ok)));
         if last != Some(ok) {
             if ok {
                 info!("resolver validates DNSSEC");

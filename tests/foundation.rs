@@ -629,6 +629,14 @@ fn embedded_default_probes_the_local_mta() -> Result<()> {
         body.contains("mailtls_target_info{target=\"[127.0.0.1]\",kind=\"address\"} 1"),
         "{body}"
     );
+    // An address-only config needs no DNS: not a single query to the system resolver
+    // (which is not on loopback everywhere), and no resolver verdict to alert on.
+    assert_eq!(
+        sample(&body, "mailtls_dns_queries_total", &[]),
+        Some(0.0),
+        "{body}"
+    );
+    assert!(!body.contains("mailtls_dns_resolver_validating"), "{body}");
     Ok(())
 }
 
