@@ -19,8 +19,6 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
-/// Used when /etc/resolv.conf names no server (as glibc does).
-pub const FALLBACK_RESOLVER: &str = "127.0.0.1:53";
 /// Ceiling on targets, against a config that would exhaust memory.
 pub const MAX_TARGETS: usize = 1_000_000;
 
@@ -423,7 +421,7 @@ fn parse_resolver(s: &str) -> Option<SocketAddr> {
         .or_else(|| s.parse::<IpAddr>().ok().map(|ip| SocketAddr::new(ip, 53)))
 }
 
-/// First `nameserver` of resolv.conf(5), port 53; 127.0.0.1:53 when there is none.
+/// First `nameserver` of resolv.conf(5), port 53; 127.0.0.1:53 when there is none (as glibc).
 pub fn system_resolver(path: &Path) -> SocketAddr {
     let fallback = SocketAddr::from(([127, 0, 0, 1], 53));
     std::fs::read_to_string(path)

@@ -30,7 +30,7 @@ use crate::scheduler::Scheduler;
 use crate::target::NextHop;
 use crate::webconfig::{self, WebConfig, WebState};
 
-/// Longest accepted request head; requests are tiny.
+/// Longest accepted request head (hyper's minimum is 8 KiB); requests are tiny.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
 
 pub struct App {
@@ -357,7 +357,7 @@ pub async fn serve_with(
                     let svc = service_fn(move |req| handle_entry(app.clone(), web.clone(), req));
                     let builder = {
                         let mut b = hyper::server::conn::http1::Builder::new();
-                        b.max_buf_size(MAX_HEADER_BYTES.max(8192))
+                        b.max_buf_size(MAX_HEADER_BYTES)
                             .header_read_timeout(Duration::from_secs(30))
                             .timer(hyper_util::rt::TokioTimer::new());
                         b
