@@ -5,9 +5,8 @@
 //! one NSEC-signed zone, the lookup named below) of the host under attack. Everything else
 //! passes through untouched, so the rest of the chain still validates. In local mode every
 //! attack must come out as `bogus` (or `error`) with the DANE verdict `dns_failure`: an
-//! attacker on the path must never turn DANE off (`insecure` data, verdict `none`). See
-//! docs/dnssec.md and RFC 7672 §2.2 (a TLSA lookup that fails or is bogus makes the host
-//! unusable for a DANE sender).
+//! attacker on the path must never turn DANE off (`insecure` data, verdict `none`); RFC 7672
+//! §2.2: a TLSA lookup that fails or is bogus makes the host unusable for a DANE sender.
 //!
 //! The exporter is driven through its binary (`check --output=json`), so these tests hold
 //! whatever the library's internal layout.
@@ -480,7 +479,7 @@ async fn stripped_nsec_denial_is_dns_failure() -> Result<()> {
     Ok(())
 }
 
-/// Upstream mode trusts the AD bit of its resolver: that is the design (docs/dnssec.md), and
+/// Upstream mode trusts the AD bit of its resolver: that is the design (`validation: upstream` in the README), and
 /// it is why the validating resolver must be reached over a path nobody else controls
 /// (loopback). This documents the current behaviour rather than a defence: a proxy between
 /// the exporter and the validating resolver that forges an empty NOERROR with AD set for the
