@@ -2,6 +2,7 @@
 # The Debian package, end to end: build it (cargo deb), install it with dpkg -i, check its files,
 # user, unit and config, run the installed binary once as the package's user, remove it, purge it.
 #   tests/deb.sh            (root, or sudo without a password; otherwise it says SKIP and exits 0)
+#   tests/deb.sh FILE.deb   test a package built before instead of running cargo deb
 # Needs cargo-deb (`cargo install cargo-deb --locked`), promtool, curl, python3, systemd-analyze.
 # The exporter it starts listens on a free 127.0.0.1 port and probes 127.0.0.1:25 (the package's
 # default config): loopback only. Leaves no package, user, file or process behind, also on failure.
@@ -14,7 +15,7 @@ pkg=mailtls-exporter
 user=mailtls_exporter
 bin=/usr/bin/mailtls_exporter
 conf=/etc/mailtls_exporter/mailtls_exporter.yml
-unit=/lib/systemd/system/mailtls_exporter.service
+unit=/usr/lib/systemd/system/mailtls_exporter.service
 share=/usr/share/mailtls_exporter
 doc=/usr/share/doc/$pkg
 
@@ -44,13 +45,14 @@ user_existed=0
 getent passwd "$user" >/dev/null && user_existed=1
 
 tmp="$(mktemp -d)"
-daemon_pid=""
+daemon_pid=""    # the background job started below
+exporter_pid=""  # the exporter process (the same as daemon_pid when run as root)
 cleanup() {
   local rc=$?
-  if [ -n "$daemon_pid" ] && kill -0 "$daemon_pid" 2>/dev/null; then
-    as_root kill -KILL "$daemon_pid" 2>/dev/null || true
-    wait "$daemon_pid" 2>/dev/null || true
-  fi
+  for p in $exporter_pid $daemon_pid; do
+    as_root kill -KILL "$p" 2>/dev/null || true
+  done
+  [ -z "$daemon_pid" ] || wait "$daemon_pid" 2>/dev/null || true
   if dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -qv "not-installed"; then
     echo "tests/deb.sh: cleanup: purging $pkg"
     as_root apt-get purge -y -qq "$pkg" >/dev/null 2>&1 || as_root dpkg --purge "$pkg" >/dev/null 2>&1 || true
@@ -75,13 +77,20 @@ expect_mode() {
 status_of() { dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || echo "not-installed"; }
 
 # --- build ---------------------------------------------------------------------------------
-echo "tests/deb.sh: cargo deb"
-start=$SECONDS
-cargo deb --locked >"$tmp/cargo-deb.out" 2>"$tmp/cargo-deb.err" ||
-  { cat "$tmp/cargo-deb.err"; fail "cargo deb"; }
-deb="$(tail -n 1 "$tmp/cargo-deb.out")"
-[ -f "$deb" ] || fail "cargo deb did not print the .deb path (got '$deb')"
-ok "cargo deb: $deb ($((SECONDS - start)) s)"
+if [ $# -gt 0 ]; then
+  deb="$1"
+  [ -f "$deb" ] || fail "$deb: no such file"
+  ok "testing $deb (not rebuilt)"
+else
+  echo "tests/deb.sh: cargo deb"
+  start=$SECONDS
+  cargo deb --locked >"$tmp/cargo-deb.out" 2>"$tmp/cargo-deb.err" ||
+    { cat "$tmp/cargo-deb.err"; fail "cargo deb"; }
+  # It prints the path of each package it wrote: the .deb and the -dbgsym .ddeb.
+  deb="$(grep '\.deb$' "$tmp/cargo-deb.out" | tail -n 1)"
+  [ -f "$deb" ] || fail "cargo deb did not print the .deb path (got '$deb')"
+  ok "cargo deb: $deb ($((SECONDS - start)) s)"
+fi
 
 # --- the package as built --------------------------------------------------------------------
 [ "$(dpkg-deb -f "$deb" Package)" = "$pkg" ] || fail "Package field is not $pkg"
@@ -95,7 +104,8 @@ sort "$tmp/control/conffiles" | diff -u "$tmp/want-conffiles" - || fail "conffil
 ok "conffiles: $(tr '\n' ' ' <"$tmp/control/conffiles")"
 grep -q 'adduser .*--system' "$tmp/control/postinst" || fail "postinst creates no system user"
 grep -q 'deb-systemd-helper enable' "$tmp/control/postinst" || fail "postinst does not enable the unit"
-grep -q 'deb-systemd-invoke.*start' "$tmp/control/postinst" || fail "postinst does not start the unit"
+grep -q '_dh_action=start' "$tmp/control/postinst" && grep -q 'deb-systemd-invoke .*mailtls_exporter.service' "$tmp/control/postinst" ||
+  fail "postinst does not start the unit"
 grep -q 'deb-systemd-invoke stop' "$tmp/control/prerm" || fail "prerm does not stop the unit"
 grep -q 'deluser' "$tmp/control/postrm" || fail "postrm does not remove the user on purge"
 for s in postinst prerm postrm; do
@@ -140,7 +150,7 @@ for f in "$bin" "$conf" /etc/default/mailtls_exporter "$unit" "$share/mailtls.ru
 done
 ok "dpkg -L $pkg lists $(grep -c . "$tmp/list") paths, every expected file among them"
 # The package owns nothing outside these trees (no stray target/ paths and such).
-if grep -v -E '^/(\.|usr|usr/bin|usr/share|usr/share/doc|lib|lib/systemd|lib/systemd/system|etc|etc/default)$' "$tmp/list" |
+if grep -v -E '^/(\.|usr|usr/bin|usr/share|usr/share/doc|usr/lib|usr/lib/systemd|usr/lib/systemd/system|etc|etc/default)$' "$tmp/list" |
    grep -v -E "^($bin|/etc/mailtls_exporter(/.*)?|/etc/default/mailtls_exporter|$unit|$share(/.*)?|$doc(/.*)?)$"; then
   fail "dpkg -L lists unexpected paths (above)"
 fi
@@ -167,9 +177,10 @@ run_as_user() { as_root setpriv --reuid="$user" --regid="$user" --init-groups --
 run_as_user "$bin" check-config --config.file="$conf" >"$tmp/cc" 2>&1 ||
   { cat "$tmp/cc"; fail "check-config as $user: the group cannot read the config"; }
 ok "check-config as $user (group-readable config)"
-if as_root setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$bin" check-config --config.file="$conf" >/dev/null 2>&1; then
+if as_root setpriv --reuid=nobody --regid=nogroup --clear-groups -- "$bin" check-config --config.file="$conf" >"$tmp/cc" 2>&1; then
   fail "user nobody can read $conf: it should be readable by root and group $user only"
 fi
+grep -q 'Permission denied' "$tmp/cc" || { cat "$tmp/cc"; fail "check-config as nobody failed, but not for lack of permission"; }
 ok "user nobody cannot read $conf"
 
 # Start it as the unit would (ExecStart= of the installed unit, ARGS from /etc/default), as the
@@ -181,7 +192,8 @@ ARGS=""
 . /etc/default/mailtls_exporter
 read -r -a cmd <<<"${exec_start//\$ARGS/$ARGS} --web.listen-address=127.0.0.1:$port"
 [ "${cmd[0]}" = "$bin" ] || fail "ExecStart does not run $bin: ${cmd[*]}"
-run_as_user "${cmd[@]}" >"$tmp/daemon.log" 2>&1 &
+# exec: $! is then the exporter itself (as root; under sudo it is sudo, which relays signals).
+( exec $sudo setpriv --reuid="$user" --regid="$user" --init-groups -- "${cmd[@]}" ) >"$tmp/daemon.log" 2>&1 &
 daemon_pid=$!
 base="http://127.0.0.1:$port"
 for _ in $(seq 1 100); do
@@ -191,7 +203,8 @@ for _ in $(seq 1 100); do
 done
 curl -fsS "$base/-/healthy" >/dev/null || { cat "$tmp/daemon.log"; fail "$base/-/healthy"; }
 ok "${cmd[*]} (as $user): /-/healthy"
-pid="$(pgrep -f "^$bin .*--web.listen-address=127.0.0.1:$port")" || fail "no $bin process found"
+pid="$(pgrep -f "^$bin .*--web.listen-address=127.0.0.1:$port\$")" || fail "no $bin process found"
+exporter_pid="$pid"
 [ "$(ps -o uid= -p "$pid" | tr -d ' ')" = "$uid" ] || fail "the exporter (pid $pid) does not run as $user"
 ok "the exporter (pid $pid) runs as $user (uid $uid)"
 # Wait for the first probe of 127.0.0.1:25 (refused or answered: either is a result).
@@ -200,11 +213,12 @@ for _ in $(seq 1 150); do
   grep -q '^mailtls_probe_success{' "$tmp/metrics" && break
   sleep 0.2
 done
-grep -q '^mailtls_probe_success{.*target="\[127.0.0.1\]:25"' "$tmp/metrics" ||
-  grep -q '^mailtls_probe_success{' "$tmp/metrics" || { cat "$tmp/daemon.log"; fail "no probe result in /metrics"; }
+grep -q '^mailtls_probe_success{target="\[127.0.0.1\]"}' "$tmp/metrics" ||
+  { cat "$tmp/daemon.log"; fail "no probe result for the default target [127.0.0.1] in /metrics"; }
+grep -q '^mailtls_smtp_up{.*address="127.0.0.1"}' "$tmp/metrics" || fail "no mailtls_smtp_up for 127.0.0.1"
 grep -q '^mailtls_config_last_reload_successful 1' "$tmp/metrics" || fail "config not loaded"
 promtool check metrics <"$tmp/metrics" >"$tmp/promtool" 2>&1 || { cat "$tmp/promtool"; fail "promtool check metrics"; }
-ok "/metrics: a probe of the default target, config loaded, promtool check metrics clean"
+ok "/metrics: probe result for [127.0.0.1] (the default target), config loaded, promtool check metrics clean"
 
 # --- remove ----------------------------------------------------------------------------------
 # The exporter is still running: without systemd the package's prerm stops it (with systemd,
@@ -222,6 +236,7 @@ fi
 rc=0
 wait "$daemon_pid" || rc=$?
 daemon_pid=""
+exporter_pid=""
 [ "$rc" -eq 0 ] || { cat "$tmp/daemon.log"; fail "the exporter exited $rc on removal (want a clean SIGTERM shutdown, 0)"; }
 if pgrep -f "^$bin( |$)" >/dev/null; then fail "a $bin process is left: $(pgrep -af "^$bin( |$)")"; fi
 ok "apt-get remove stopped the exporter (exit 0), no $bin process left"
