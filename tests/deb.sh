@@ -163,11 +163,16 @@ ok "systemd-analyze verify $unit"
 systemd-analyze security --offline=true --threshold=20 "$unit" >"$tmp/security" 2>&1 ||
   { tail -n 5 "$tmp/security"; fail "systemd-analyze security --offline: exposure above 2.0"; }
 ok "systemd-analyze security --offline: $(grep -o 'Overall exposure level.*' "$tmp/security" | sed 's/\x1b\[[0-9;]*m//g')"
+# deb-systemd-helper enables the unit with or without systemd running (it only writes links).
+wants=/etc/systemd/system/multi-user.target.wants/mailtls_exporter.service
+[ -L "$wants" ] && [ "$(readlink -f "$wants")" = "$(readlink -f "$unit")" ] ||
+  fail "unit not enabled: $wants -> '$(readlink "$wants" || true)'"
+ok "unit enabled: $wants -> $(readlink "$wants")"
 if [ -d /run/systemd/system ]; then
-  systemctl is-enabled --quiet mailtls_exporter || fail "unit not enabled"
-  ok "unit enabled (systemd is running)"
+  systemctl is-active --quiet mailtls_exporter || fail "unit not started (systemd is running)"
+  ok "unit started (systemd is running)"
 else
-  ok "systemd is not PID 1 here: install succeeded without starting the unit"
+  ok "systemd is not PID 1 here: install succeeded, the unit was not started"
 fi
 
 # --- the installed binary, config and user ---------------------------------------------------
@@ -256,6 +261,9 @@ as_root apt-get purge -y -qq "$pkg" >"$tmp/purge.out" 2>&1 || { cat "$tmp/purge.
 ! getent passwd "$user" >/dev/null || fail "user $user still there after purge"
 ! getent group "$user" >/dev/null || fail "group $user still there after purge"
 if as_root dpkg-statoverride --list | grep -q mailtls_exporter; then fail "stat overrides left after purge"; fi
+for l in "$wants" /etc/systemd/system/mailtls_exporter.service; do
+  [ ! -L "$l" ] && [ ! -e "$l" ] || fail "$l left after purge (enable link or mask)"
+done
 case "$(status_of)" in *not-installed) ;; *) fail "status after purge: $(status_of)" ;; esac
-ok "after purge: conffiles, config directory, stat overrides, user and group gone"
+ok "after purge: conffiles, config directory, stat overrides, unit links, user and group gone"
 echo "tests/deb.sh: all package checks passed"
