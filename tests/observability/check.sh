@@ -77,7 +77,7 @@ if python3 -c 'import yaml' 2>/dev/null; then
     python3 - <<'PY'
 import glob, yaml, sys
 bad = 0
-for f in sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/config/*.yml")):
+for f in sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/config/*.yml") + glob.glob("deploy/debian/*.yml")):
     for doc in yaml.safe_load_all(open(f)):
         if f.startswith("deploy/kubernetes/") and not (doc.get("apiVersion") and doc.get("kind")):
             print(f"{f}: no apiVersion/kind"); bad += 1
@@ -96,27 +96,31 @@ for b in target/release/mailtls_exporter target/debug/mailtls_exporter; do
   [ -x "$b" ] && { exporter="$b"; break; }
 done
 if [ -n "$exporter" ] && "$exporter" check-config --help >/dev/null 2>&1; then
-  for c in deploy/config/example.yml deploy/config/sidecar.yml; do
+  for c in deploy/config/example.yml deploy/config/sidecar.yml deploy/debian/mailtls_exporter.yml; do
     step "$exporter check-config --config.file=$c" "$exporter" check-config --config.file="$c"
   done
 else
-  skip "exporter not built (or no check-config yet): deploy/config/*.yml not validated by it"
+  skip "exporter not built (or no check-config yet): deploy/config/*.yml, deploy/debian/*.yml not validated by it"
 fi
 
 # --- systemd unit -------------------------------------------------------------------------
-unit=deploy/systemd/mailtls_exporter.service
-if command -v systemd-analyze >/dev/null; then
-  # verify insists that ExecStart= exists; the binary is not installed here, so check a copy
-  # that runs /bin/true instead and is otherwise identical.
-  mkdir -p "$tmp/unit"
-  sed 's#/usr/local/bin/mailtls_exporter#/bin/true#g' "$unit" >"$tmp/unit/mailtls_exporter.service"
-  step "systemd-analyze verify $unit" systemd-analyze verify "$tmp/unit/mailtls_exporter.service"
-  # exposure score 0 (best) .. 10 (worst); fail above 2.0
-  step "systemd-analyze security --offline: exposure <= 2.0" \
-    systemd-analyze security --offline=true --threshold=20 "$tmp/unit/mailtls_exporter.service"
-else
-  skip "systemd-analyze not installed: $unit not verified"
-fi
+# deploy/systemd/ (manual install) and deploy/debian/ (the package's unit; tests/deb.sh checks
+# it again as installed).
+for unit in deploy/systemd/mailtls_exporter.service deploy/debian/mailtls_exporter.service; do
+  if command -v systemd-analyze >/dev/null; then
+    # verify insists that ExecStart= exists; the binary is not installed here, so check a copy
+    # that runs /bin/true instead and is otherwise identical.
+    u="$tmp/unit/$(basename "$(dirname "$unit")")"
+    mkdir -p "$u"
+    sed -E 's#/usr(/local)?/bin/mailtls_exporter#/bin/true#g' "$unit" >"$u/mailtls_exporter.service"
+    step "systemd-analyze verify $unit" systemd-analyze verify "$u/mailtls_exporter.service"
+    # exposure score 0 (best) .. 10 (worst); fail above 2.0
+    step "systemd-analyze security --offline $unit: exposure <= 2.0" \
+      systemd-analyze security --offline=true --threshold=20 "$u/mailtls_exporter.service"
+  else
+    skip "systemd-analyze not installed: $unit not verified"
+  fi
+done
 
 # --- not checkable here -------------------------------------------------------------------
 skip "deploy/docker/Dockerfile: no Docker engine here, not built"
