@@ -10,7 +10,6 @@
 //! record disappear with the report that carried them.
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
-use std::fmt::Write as _;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 
@@ -22,8 +21,9 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::MetricType;
 use prometheus_client::registry::Registry;
 
-use crate::probe::dns::Dnssec;
-use crate::report::{DaneStatus, TargetReport};
+use crate::model::cert::CertFacts;
+use crate::model::dns::Dnssec;
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 
 /// HELP suffix: values come from the last scheduled probe, never from the scrape itself.
 const FROM_LAST: &str = " (from the last scheduled probe)";
@@ -417,14 +417,14 @@ fn family(
 }
 
 /// The `address` label: the IP connected to, "" when the host's addresses were not resolved.
-fn address_label(a: &crate::report::AddressReport) -> String {
+fn address_label(a: &AddressReport) -> String {
     a.address.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// `target`, `mx`, `address` and any further labels of a per-address series.
 fn addr_labels<'a>(
     r: &'a TargetReport,
-    h: &'a crate::report::HostReport,
+    h: &'a HostReport,
     addr: &'a str,
     extra: &[(&'static str, &'a str)],
 ) -> Vec<(&'static str, &'a str)> {
@@ -535,7 +535,7 @@ pub fn encode_reports(
     let per_addr = |enc: &mut DescriptorEncoder,
                     name: &str,
                     help: &str,
-                    f: &dyn Fn(&crate::report::AddressReport) -> Option<f64>|
+                    f: &dyn Fn(&AddressReport) -> Option<f64>|
      -> Result<(), std::fmt::Error> {
         family(enc, name, help, reports, |m, r| {
             for (h, a) in r.addresses() {
@@ -624,7 +624,7 @@ pub fn encode_reports(
     let per_cert = |enc: &mut DescriptorEncoder,
                     name: &str,
                     help: &str,
-                    f: &dyn Fn(&crate::cert::CertFacts) -> f64|
+                    f: &dyn Fn(&CertFacts) -> f64|
      -> Result<(), std::fmt::Error> {
         family(enc, name, help, reports, |m, r| {
             for (h, a) in r.addresses() {
@@ -705,23 +705,6 @@ pub fn encode_reports(
         Ok(())
     })?;
     Ok(())
-}
-
-/// Short text for logs: `verified=2 failed=1`.
-pub fn dane_summary(r: &TargetReport) -> String {
-    let mut out = String::new();
-    for s in DaneStatus::ALL {
-        let n = r.addresses().filter(|(_, a)| a.dane == Some(s)).count();
-        if n > 0 {
-            let _ = write!(
-                out,
-                "{}{}={n}",
-                if out.is_empty() { "" } else { " " },
-                s.as_str()
-            );
-        }
-    }
-    out
 }
 
 #[cfg(test)]

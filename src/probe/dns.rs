@@ -37,11 +37,11 @@ use hickory_proto::rr::rdata::opt::EdnsOption;
 use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::config::{NameServerConfig, ResolverOpts};
 use hickory_resolver::{NameServerPool, PoolContext, TlsConfig};
-use serde::Serialize;
 use tokio::sync::OnceCell;
 
 use crate::config::{DnsConfig, Validation};
-use crate::dane::Tlsa;
+use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
+use crate::model::tlsa::Tlsa;
 
 /// Upper bound on cached RRsets; the oldest entries are dropped beyond it.
 pub const DEFAULT_CACHE_ENTRIES: usize = 200_000;
@@ -56,102 +56,18 @@ const EDNS_PAYLOAD: u16 = 1232;
 /// RFC 8914 EDE codes that mean "DNSSEC says bogus" (HICKORY-NOTES.md §2).
 const EDE_BOGUS: [u16; 7] = [6, 7, 8, 9, 10, 11, 12];
 
-/// DNSSEC state of an RRset (RFC 4035 §4.3); `Error` = the lookup failed and bogus cannot
-/// be told apart from a plain failure.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-#[must_use]
-pub enum Dnssec {
-    Bogus,
-    #[default]
-    Error,
-    Insecure,
-    Secure,
-}
-
-impl Dnssec {
-    pub const ALL: [Dnssec; 4] = [Self::Secure, Self::Insecure, Self::Bogus, Self::Error];
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Secure => "secure",
-            Self::Insecure => "insecure",
-            Self::Bogus => "bogus",
-            Self::Error => "error",
-        }
-    }
-    /// The weaker of two states along a chain (CNAME steps): any failure wins, then insecure.
-    pub fn weakest(self, other: Self) -> Self {
-        self.min(other)
-    }
-}
-
-/// How a lookup ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Outcome {
-    Records,
-    NoData,
-    NxDomain,
-    Failed,
-}
-
-/// One MX record.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Mx {
-    pub preference: u16,
-    /// Lower case, no trailing dot; "" for the null MX target ".".
-    pub exchange: String,
-}
-
-/// The typed data of an answer.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Data {
-    #[default]
-    None,
-    Mx(Vec<Mx>),
-    Addrs(Vec<IpAddr>),
-    Tlsa(Vec<Tlsa>),
-}
-
-/// One lookup: the RRset of `rtype` at `name` (after any CNAME chain), with its DNSSEC state.
-#[derive(Debug, Clone, Serialize)]
-pub struct Answer {
-    /// Owner name queried: lower case, no trailing dot.
-    pub name: String,
-    #[serde(rename = "type")]
-    pub rtype: String,
-    pub outcome: Outcome,
-    /// State of the whole chain: CNAME steps and the final RRset (or its denial).
-    pub dnssec: Dnssec,
-    /// CNAME chain followed, in order (targets, lower case); empty when none.
-    pub cnames: Vec<String>,
-    pub data: Data,
-    /// Earliest RRSIG expiration (Unix seconds) over the answer's signatures, when visible.
-    pub sig_expiry: Option<i64>,
-    /// Why it failed or is bogus (EDE text, rcode, transport error); for humans only.
-    pub reason: Option<String>,
-    #[serde(skip)]
-    pub ttl: u32,
-}
-
-impl Answer {
-    /// Final owner name after CNAME expansion.
-    pub fn canonical(&self) -> &str {
-        self.cnames.last().map(String::as_str).unwrap_or(&self.name)
-    }
-    fn failed(name: &Name, rtype: RecordType, dnssec: Dnssec, reason: String) -> Self {
-        Self {
-            name: display_name(name),
-            rtype: rtype.to_string(),
-            outcome: Outcome::Failed,
-            dnssec,
-            cnames: Vec::new(),
-            data: Data::None,
-            sig_expiry: None,
-            reason: Some(reason),
-            ttl: 0,
-        }
+/// A lookup that failed: no data, `reason` for people.
+fn failed_answer(name: &Name, rtype: RecordType, dnssec: Dnssec, reason: String) -> Answer {
+    Answer {
+        name: display_name(name),
+        rtype: rtype.to_string(),
+        outcome: Outcome::Failed,
+        dnssec,
+        cnames: Vec::new(),
+        data: Data::None,
+        sig_expiry: None,
+        reason: Some(reason),
+        ttl: 0,
     }
 }
 
@@ -464,7 +380,7 @@ async fn upstream_lookup(
 ) -> Answer {
     let resp = match upstream_send(udp, addr, name, rtype, false, timeout).await {
         Ok(r) => r,
-        Err(e) => return Answer::failed(name, rtype, Dnssec::Error, net_reason(&e)),
+        Err(e) => return failed_answer(name, rtype, Dnssec::Error, net_reason(&e)),
     };
     match resp.metadata.response_code {
         ResponseCode::NoError | ResponseCode::NXDomain => {
@@ -520,14 +436,14 @@ async fn upstream_lookup(
                     },
                 )
             };
-            let mut a = Answer::failed(name, rtype, state, why);
+            let mut a = failed_answer(name, rtype, state, why);
             if let Ok(r) = cd {
                 // The signatures of the data the resolver refused: their expiry explains a lot.
                 a.sig_expiry = earliest_rrsig(r.answers.iter().chain(r.authorities.iter()), None);
             }
             a
         }
-        other => Answer::failed(name, rtype, Dnssec::Error, format!("rcode {other}")),
+        other => failed_answer(name, rtype, Dnssec::Error, format!("rcode {other}")),
     }
 }
 
@@ -685,12 +601,7 @@ fn typed_data(rtype: RecordType, rrset: &[&Record]) -> Data {
             rrset
                 .iter()
                 .filter_map(|r| match &r.data {
-                    RData::TLSA(t) => Some(Tlsa {
-                        usage: u8::from(t.cert_usage),
-                        selector: u8::from(t.selector),
-                        matching: u8::from(t.matching),
-                        data: t.cert_data.clone(),
-                    }),
+                    RData::TLSA(t) => Some(Tlsa::from(t)),
                     _ => None,
                 })
                 .collect(),
@@ -787,7 +698,7 @@ async fn local_lookup(
                         .unwrap_or(Dnssec::Insecure)
                 })
                 .unwrap_or(Dnssec::Insecure);
-            let mut a = Answer::failed(name, rtype, st, String::new());
+            let mut a = failed_answer(name, rtype, st, String::new());
             a.reason = None;
             a.outcome = if nr.response_code == ResponseCode::NXDomain {
                 Outcome::NxDomain
@@ -796,13 +707,13 @@ async fn local_lookup(
             };
             a
         }
-        Err(NetError::Dns(DnsError::DnssecBogus)) => Answer::failed(
+        Err(NetError::Dns(DnsError::DnssecBogus)) => failed_answer(
             name,
             rtype,
             Dnssec::Bogus,
             "DNSSEC validation failed".into(),
         ),
-        Err(e) => Answer::failed(name, rtype, Dnssec::Error, net_reason(&e)),
+        Err(e) => failed_answer(name, rtype, Dnssec::Error, net_reason(&e)),
     };
     if !answer.cnames.is_empty()
         && matches!(answer.outcome, Outcome::NoData | Outcome::NxDomain)
@@ -950,13 +861,6 @@ mod tests {
         // RFC 1982: after 2106 the 32-bit value wraps; closest to now wins.
         let later: i64 = 4_294_967_296 + 1000;
         assert_eq!(rrsig_time_to_unix(2000, later), later + 1000);
-    }
-
-    #[test]
-    fn dnssec_weakest_orders_failure_before_insecure() {
-        assert_eq!(Dnssec::Secure.weakest(Dnssec::Insecure), Dnssec::Insecure);
-        assert_eq!(Dnssec::Insecure.weakest(Dnssec::Bogus), Dnssec::Bogus);
-        assert_eq!(Dnssec::Error.weakest(Dnssec::Secure), Dnssec::Error);
     }
 
     #[test]

@@ -22,11 +22,14 @@ use tokio::sync::OnceCell;
 
 use crate::cert::{self, PkixRoots};
 use crate::config::Config;
-use crate::dane::{self, Authentication, DaneInput};
-use crate::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::dane::{self, DaneInput};
+use crate::model::dns::{Answer, Dnssec};
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::model::smtp::SmtpReport;
+use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
 use dns::Dns;
-use smtp::{SmtpOptions, SmtpReport};
+use smtp::SmtpOptions;
 
 /// Per-phase SMTP timeouts never exceed this, however long the target timeout.
 pub const MAX_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -214,7 +217,7 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
             report.null_mx = set.null;
             report.error = set.error.clone();
             report.mx = set.hosts.iter().map(|h| (h.0, h.1.clone())).collect();
-            let mx_secure = set.answer.dnssec == dns::Dnssec::Secure;
+            let mx_secure = set.answer.dnssec == Dnssec::Secure;
             let plans = set.hosts.iter().map(|(pref, name)| mx::HostPlan {
                 mx: name.clone(),
                 preference: Some(*pref),
@@ -237,7 +240,7 @@ async fn probe_host(
     ctx: &ProbeContext,
     plan: mx::HostPlan,
     opts: ProbeOptions,
-) -> (HostReport, Vec<Arc<dns::Answer>>) {
+) -> (HostReport, Vec<Arc<Answer>>) {
     let hd = mx::resolve_host(&ctx.dns, &plan).await;
     let sni = hd
         .tlsa_base
@@ -347,11 +350,11 @@ fn observe(
 
 /// Which records authenticated the connection, and whether the two-record safety net
 /// (NCSC-NL: a `3 1 1` and a `2 1 1`, either one enough) still holds.
-fn verified_why(checks: &[dane::RecordCheck]) -> String {
+fn verified_why(checks: &[RecordCheck]) -> String {
     let used: Vec<String> = checks
         .iter()
         .filter_map(|c| match c.detail {
-            dane::RecordDetail::Matched { depth } => {
+            RecordDetail::Matched { depth } => {
                 Some(format!("{} (depth {depth})", short_record(&c.record)))
             }
             _ => None,
@@ -359,7 +362,7 @@ fn verified_why(checks: &[dane::RecordCheck]) -> String {
         .collect();
     let usable = checks
         .iter()
-        .filter(|c| !matches!(c.detail, dane::RecordDetail::Unusable(_)))
+        .filter(|c| !matches!(c.detail, RecordDetail::Unusable(_)))
         .count();
     let mut why = format!(
         "authenticated by {}: a DANE sender delivers",
@@ -373,7 +376,7 @@ fn verified_why(checks: &[dane::RecordCheck]) -> String {
     why
 }
 
-fn short_record(t: &dane::Tlsa) -> String {
+fn short_record(t: &Tlsa) -> String {
     let p = t.presentation();
     match p.char_indices().nth(24) {
         Some((i, _)) => format!("{}…", &p[..i]),
@@ -381,7 +384,7 @@ fn short_record(t: &dane::Tlsa) -> String {
     }
 }
 
-/// The DANE verdict for one address (RFC 7672 §2.2, §3; DANE-NOTES.md), as Postfix reaches it.
+/// The DANE verdict for one address (RFC 7672 §2.2, §3; docs/verdict.md), as Postfix reaches it.
 fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> AddressReport {
     if let Some(why) = &hd.dns_failure {
         a.dane = Some(DaneStatus::DnsFailure);
