@@ -18,7 +18,7 @@ pub(crate) const MAX_ERROR_TEXT_CHARS: usize = 200;
 pub struct Reply {
     pub code: u16,
     /// Text after the code and separator, one entry per line; each at most
-    /// `probe::smtp::MAX_LINE_OCTETS`, invalid UTF-8 and control characters replaced by U+FFFD.
+    /// `probe::smtp::reply::MAX_LINE_OCTETS`, invalid UTF-8 and control characters replaced by U+FFFD.
     pub lines: Vec<String>,
 }
 

@@ -6,19 +6,18 @@
 //! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
+mod cache;
 pub mod dns;
 pub mod mx;
 pub mod smtp;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::UnixTime;
-use tokio::sync::OnceCell;
 
 use crate::cert::{self, PkixRoots};
 use crate::config::Config;
@@ -28,6 +27,7 @@ use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 use crate::model::smtp::SmtpReport;
 use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
+use cache::Coalescing;
 use dns::Dns;
 use smtp::SmtpOptions;
 
@@ -89,42 +89,25 @@ pub struct ProbeOptions {
     pub transcript: bool,
 }
 
-/// One shared SMTP result: filled by the first prober, awaited by the others.
-type SmtpCell = Arc<OnceCell<Arc<SmtpReport>>>;
 /// An address and the SNI sent to it.
 type SmtpKey = (SocketAddr, Option<String>);
 
-/// SMTP results shared between targets that point at the same address within a round.
+/// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
+pub const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
+
+/// SMTP results shared between targets that point at the same address within a round:
+/// filled by the first prober, awaited by the others, reused for `max_age`.
 pub struct SmtpCache {
     max_age: Duration,
-    map: Mutex<HashMap<SmtpKey, (Instant, SmtpCell)>>,
+    results: Coalescing<SmtpKey, Arc<SmtpReport>>,
 }
 
 impl SmtpCache {
     pub fn new(max_age: Duration) -> Self {
         Self {
             max_age,
-            map: Mutex::new(HashMap::new()),
+            results: Coalescing::new(MAX_SHARED_SMTP_RESULTS),
         }
-    }
-
-    fn cell(&self, key: SmtpKey) -> SmtpCell {
-        let Ok(mut map) = self.map.lock() else {
-            return Arc::new(OnceCell::new());
-        };
-        let now = Instant::now();
-        if let Some((at, cell)) = map.get(&key) {
-            if cell.get().is_none() || now.duration_since(*at) < self.max_age {
-                return cell.clone();
-            }
-        }
-        if map.len() > 4096 && map.len().is_power_of_two() {
-            let max_age = self.max_age;
-            map.retain(|_, (at, c)| c.get().is_none() || now.duration_since(*at) < max_age);
-        }
-        let cell = Arc::new(OnceCell::new());
-        map.insert(key, (now, cell.clone()));
-        cell
     }
 }
 
@@ -307,8 +290,11 @@ async fn smtp_probe(
     if opts.fresh || opts.transcript {
         return run().await;
     }
-    let cell = ctx.smtp_cache.cell((addr, sni));
-    cell.get_or_init(run).await.clone()
+    let cache = &ctx.smtp_cache;
+    cache
+        .results
+        .get_or_fetch((addr, sni), |_| cache.max_age, run)
+        .await
 }
 
 /// Observation only: certificate facts and PKIX validity of what the address served.
