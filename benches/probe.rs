@@ -2,7 +2,7 @@
 //!
 //! Owns: four probers against the lab's Postfix (127.25.0.1:25, mx1.good.test) at
 //! concurrency 1 and 32, interleaved over several rounds, and the table against the goals
-//! of PERF-NOTES.md:
+//! of docs/performance.md:
 //! - `floor`: tokio + tokio-rustls written minimally here (connect, banner, EHLO, STARTTLS,
 //!   handshake with signature checks, chain kept, no resumption, QUIT, close);
 //! - `exporter smtp+tls`: `probe::smtp::probe` with `probe::tls::client_config()`;
@@ -808,7 +808,7 @@ fn print_table(s: &Settings, all: &[Summary]) {
     }
 
     println!();
-    println!("| goal (PERF-NOTES.md) | C | measured | verdict |");
+    println!("| goal (docs/performance.md) | C | measured | verdict |");
     println!("|---|---|---|---|");
     for &c in &s.concurrency {
         let (e, f, b) = (

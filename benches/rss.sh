@@ -5,7 +5,7 @@
 # 127.0.0.1:25) and (b) with a generated config of N (10,000) domain targets on the lab,
 # waiting until every target was probed once (sum of mailtls_probes_total >= N), then
 # reporting VmRSS/VmHWM from /proc/<pid>/status and curl's time for /metrics (OpenMetrics
-# and text). Goals (PERF-NOTES.md): <= 32 MiB idle, <= 128 MiB with 10,000 targets,
+# and text). Goals (docs/performance.md): <= 32 MiB idle, <= 128 MiB with 10,000 targets,
 # scrape <= 50 ms. Everything it starts is killed at the end (by pid).
 #
 # Why its own resolver: config targets must be distinct and the lab has ~30 domains and 33
@@ -22,13 +22,13 @@
 #
 # Usage: benches/rss.sh            (builds the release binary first)
 # Env:   BIN=path/to/mailtls_exporter  N=10000  LAB=/tmp/mailtls-lab  ROUND_TIMEOUT=300
-#        CARGO_TARGET_DIR (default /work/target-bench)  KEEP=1 keeps the work directory.
+#        CARGO_TARGET_DIR (default ${TMPDIR:-/tmp}/mailtls-target-bench)  KEEP=1 keeps the work directory.
 set -euo pipefail
 
 N=${N:-10000}
 LAB=${LAB:-/tmp/mailtls-lab}
 ROUND_TIMEOUT=${ROUND_TIMEOUT:-300}
-export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/work/target-bench}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-${TMPDIR:-/tmp}/mailtls-target-bench}
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 if [[ -z "${BIN:-}" ]]; then
     (cd "$HERE" && cargo build --release --quiet)

@@ -4,7 +4,7 @@
 //! address each, a 2-certificate chain per address with real `CertFacts` from `cert::facts`
 //! on an rcgen chain, `3 1 1` + `2 1 1` TLSA records judged by `dane::evaluate`, MX + A +
 //! AAAA + TLSA lookups per host) and timing `metrics::render` over the daemon's registry
-//! (`ExporterMetrics::registry`), OpenMetrics and text format. Goal (PERF-NOTES.md): ≤ 50 ms.
+//! (`ExporterMetrics::registry`), OpenMetrics and text format. Goal (docs/performance.md): ≤ 50 ms.
 //! Not here: serving (`http`) or gzip; probing.
 //!
 //! Run: `cargo bench --bench scrape`. Environment: `BENCH_TARGETS` [10000],
