@@ -243,11 +243,20 @@ fn references(text: &str, crate_name: &str) -> Vec<(usize, String, String)> {
     found
 }
 
-/// Lines before the file's `#[cfg(test)]` module.
+/// Lines before the file's `#[cfg(test)]` module (a `#[cfg(test)]` on a single item
+/// elsewhere does not end the count).
 fn production_lines(text: &str) -> usize {
-    text.lines()
-        .take_while(|l| l.trim_start() != "#[cfg(test)]")
-        .count()
+    let lines: Vec<&str> = text.lines().collect();
+    let starts_tests = |i: usize| {
+        lines[i].trim() == "#[cfg(test)]"
+            && lines[i + 1..]
+                .iter()
+                .find(|l| !l.trim().is_empty())
+                .is_some_and(|l| l.trim_start().starts_with("mod "))
+    };
+    (0..lines.len())
+        .find(|&i| starts_tests(i))
+        .unwrap_or(lines.len())
 }
 
 /// One file to check: path for messages, module, text.
@@ -467,4 +476,17 @@ fn unlisted_module_binary_paths_and_long_files_are_reported() {
         + &"\n".repeat(900)
         + "}\n";
     assert!(check(&layers(), &with_all(file("src/model/ok.rs", &short)), "x").is_empty());
+    // A test-only item early in the file does not hide the production lines after it.
+    let hidden =
+        "#[cfg(test)]\nuse std::fmt;\n".to_string() + &"fn f() {}\n".repeat(MAX_PRODUCTION_LINES);
+    let p = check(
+        &layers(),
+        &with_all(file("src/model/hidden.rs", &hidden)),
+        "x",
+    );
+    assert!(
+        p.iter()
+            .any(|m| m.starts_with("src/model/hidden.rs: 602 production lines")),
+        "{p:?}"
+    );
 }

@@ -30,8 +30,6 @@ pub use crate::config::Place;
 mod auth;
 mod tls;
 
-#[cfg(test)]
-use auth::decode_basic;
 pub use auth::BasicAuth;
 use tls::tls_config;
 
@@ -327,6 +325,7 @@ impl WebState {
 
 #[cfg(test)]
 mod tests {
+    use super::auth::decode_basic;
     use super::*;
     use base64::Engine as _;
 
