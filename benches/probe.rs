@@ -41,9 +41,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use mailtls_exporter::config;
+use mailtls_exporter::model::report::DaneStatus;
 use mailtls_exporter::probe::smtp::{self, SmtpOptions};
 use mailtls_exporter::probe::{self, tls, ProbeContext, ProbeOptions};
-use mailtls_exporter::report::DaneStatus;
 use mailtls_exporter::target::NextHop;
 
 const HELO: &str = "bench.mailtls.test";

@@ -18,13 +18,14 @@ use anyhow::{anyhow, Context as _, Result};
 use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
 use rustls::pki_types::{CertificateDer, UnixTime};
 
-use mailtls_exporter::cert::{self, CertFacts};
-use mailtls_exporter::dane::{self, RecordCheck, Tlsa};
+use mailtls_exporter::cert;
+use mailtls_exporter::dane;
 use mailtls_exporter::metrics::{self, ExporterMetrics};
-use mailtls_exporter::probe::dns::{Answer, Data, Dnssec, Mx, Outcome};
-use mailtls_exporter::probe::smtp::{Reply, SmtpReport};
-use mailtls_exporter::probe::tls::TlsFacts;
-use mailtls_exporter::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use mailtls_exporter::model::cert::CertFacts;
+use mailtls_exporter::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
+use mailtls_exporter::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use mailtls_exporter::model::smtp::{Reply, SmtpReport, TlsFacts};
+use mailtls_exporter::model::tlsa::{Authentication, RecordCheck, Tlsa};
 
 fn env_or(key: &str, default: usize) -> Result<usize> {
     match std::env::var(key) {
@@ -85,7 +86,7 @@ fn chains(n: usize) -> Result<Vec<Served>> {
             names: &names,
             now: UnixTime::now(),
         });
-        if !matches!(eval.authentication, dane::Authentication::Verified { .. }) {
+        if !matches!(eval.authentication, Authentication::Verified { .. }) {
             return Err(anyhow!(
                 "synthetic chain does not verify: {:?}",
                 eval.authentication

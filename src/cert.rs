@@ -21,28 +21,7 @@ use x509_parser::extensions::GeneralName;
 use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
-/// What a report shows about one served certificate.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct CertFacts {
-    /// 0 = leaf, as served.
-    pub depth: usize,
-    /// RFC 4514 string as x509-parser renders it.
-    pub subject: String,
-    pub issuer: String,
-    /// Lower-case hex, no colons.
-    pub serial: String,
-    /// Unix seconds.
-    pub not_before: i64,
-    pub not_after: i64,
-    /// Lower-case hex of SHA-256 over the DER certificate.
-    pub sha256: String,
-    /// Lower-case hex of SHA-256 over the DER SubjectPublicKeyInfo.
-    pub spki_sha256: String,
-    /// SAN dNSName entries, lower-case.
-    pub dns_names: Vec<String>,
-    /// Subject equals issuer.
-    pub self_signed: bool,
-}
+use crate::model::cert::CertFacts;
 
 /// A certificate or CA bundle that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -702,40 +681,56 @@ mod tests {
     }
 
     proptest! {
-        // Arbitrary bytes never panic in any entry point.
+        // Arbitrary bytes never panic in any entry point, and what does not parse as a
+        // certificate names nothing and validates nothing.
         #[test]
         fn arbitrary_bytes_never_panic(der in proptest::collection::vec(any::<u8>(), 0..512),
                                        name in "[a-z*.]{0,20}") {
-            let _ = facts(0, &der);
-            let _ = name_matches(&der, &name);
-            let _ = presented_names(&der);
+            let parsed = facts(0, &der).is_ok();
+            let matched = name_matches(&der, &name);
+            let names = presented_names(&der);
             let _ = parts(&der);
             let _ = is_spki(&der);
             let _ = sequence_contents(&der);
             let roots = PkixRoots::from_der_certs([CertificateDer::from(der.clone())]);
             let chain = [CertificateDer::from(der.clone()), CertificateDer::from(der)];
-            let _ = pkix_verify(&chain, &roots, &name, now());
+            let verified = pkix_verify(&chain, &roots, &name, now());
+            if !parsed {
+                prop_assert!(!matched, "unparsable bytes matched {name:?}");
+                prop_assert!(names.is_empty(), "unparsable bytes named {names:?}");
+                prop_assert!(verified.is_err(), "unparsable chain validated");
+            }
         }
 
+        // RFC 5280 §6: the signature covers every byte that matters, so changing any one
+        // byte of a valid leaf makes the chain fail; the unchanged leaf validates.
         #[test]
-        fn mutated_certificate_never_panics(pos in any::<usize>(), byte in any::<u8>(),
-                                            name in "[a-z*.]{0,20}") {
-            let root = fixture_root();
-            let mut der = root.to_vec();
+        fn mutated_certificate_never_validates(pos in any::<usize>(), byte in any::<u8>(),
+                                               name in "[a-z*.]{0,20}") {
+            let (root, original) = fixture();
+            let mut der = original.to_vec();
             let i = pos % der.len();
             der[i] = byte;
-            let _ = facts(0, &der);
             let _ = name_matches(&der, &name);
-            let roots = PkixRoots::from_der_certs([root.clone()]);
-            let _ = pkix_verify(&[CertificateDer::from(der)], &roots, "mx1.example.test", now());
+            let roots = PkixRoots::from_der_certs([root.der.clone()]);
+            let verified = pkix_verify(&[CertificateDer::from(der.clone())], &roots, "mx1.example.test", now());
+            if der == original.as_ref() {
+                prop_assert!(verified.is_ok(), "{verified:?}");
+            } else {
+                prop_assert!(verified.is_err(), "byte {i} changed to {byte:#04x}, still valid");
+                if let Ok(f) = facts(0, &der) {
+                    prop_assert_ne!(f.sha256, hex::encode(Sha256::digest(original.as_ref())));
+                }
+            }
         }
     }
 
-    fn fixture_root() -> &'static CertificateDer<'static> {
-        static ROOT: std::sync::OnceLock<CertificateDer<'static>> = std::sync::OnceLock::new();
-        ROOT.get_or_init(|| {
+    fn fixture() -> &'static (Ca, CertificateDer<'static>) {
+        static PKI: std::sync::OnceLock<(Ca, CertificateDer<'static>)> = std::sync::OnceLock::new();
+        PKI.get_or_init(|| {
             let root = ca("Mutation Root", None);
-            leaf(&["mx1.example.test", "*.example.test"], "mx1", &root)
+            let leaf = leaf(&["mx1.example.test", "*.example.test"], "mx1", &root);
+            (root, leaf)
         })
     }
 }

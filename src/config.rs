@@ -1,7 +1,7 @@
 //! Configuration: YAML file → validated [`Config`].
 //!
-//! Owns: the file format of CONTRACT.md (unknown keys are errors), defaults (`DEFAULT_*`),
-//! and error messages naming file, line and key. `check-config`, start-up, SIGHUP and
+//! Owns: the file format (README; unknown keys are errors), defaults (`DEFAULT_*`), and
+//! error messages naming file, line and key. `check-config`, start-up, SIGHUP and
 //! `POST /-/reload` all go through [`load`] / [`parse`].
 //! Not here: acting on the config (`scheduler`), next-hop syntax (`target`).
 
@@ -95,16 +95,15 @@ impl Config {
     }
 }
 
-/// A config error with its place: `file:line: key: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub struct ConfigError {
+/// Where a problem is: `file:line: key`. Shared with `webconfig`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Place {
     pub file: String,
     pub line: Option<u64>,
     pub key: String,
-    pub message: String,
 }
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for Place {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file)?;
         if let Some(l) = self.line {
@@ -113,8 +112,38 @@ impl fmt::Display for ConfigError {
         if !self.key.is_empty() {
             write!(f, ": {}", self.key)?;
         }
-        write!(f, ": {}", self.message)
+        Ok(())
     }
+}
+
+impl Place {
+    /// The place of a serde-saphyr error in `file` (its line; the key when serde names an
+    /// unknown or missing field) and the first line of its message.
+    pub fn of_yaml_error(file: &str, e: &serde_saphyr::Error) -> (Self, String) {
+        let line = e.location().map(|l| l.line());
+        let message = e.to_string();
+        let key = message
+            .split('`')
+            .nth(1)
+            .filter(|_| message.contains("unknown field") || message.contains("missing field"))
+            .unwrap_or("")
+            .to_string();
+        let first = message.lines().next().unwrap_or("").to_string();
+        let place = Self {
+            file: file.to_string(),
+            line,
+            key,
+        };
+        (place, first)
+    }
+}
+
+/// A config error with its place: `file:line: key: message`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{place}: {message}")]
+pub struct ConfigError {
+    pub place: Place,
+    pub message: String,
 }
 
 // ---- raw file format -------------------------------------------------------------------------
@@ -173,9 +202,11 @@ struct RawTarget {
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: file.clone(),
-        line: None,
-        key: String::new(),
+        place: Place {
+            file: file.clone(),
+            line: None,
+            key: String::new(),
+        },
         message: format!("cannot read: {e}"),
     })?;
     parse(&text, &file)
@@ -189,26 +220,19 @@ pub fn embedded_default() -> Result<Config, ConfigError> {
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let err = |line: Option<u64>, key: &str, message: String| ConfigError {
-        file: file.to_string(),
-        line,
-        key: key.to_string(),
+        place: Place {
+            file: file.to_string(),
+            line,
+            key: key.to_string(),
+        },
         message,
     };
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
         serde_saphyr::from_str(text).map_err(|e| {
-            let line = e.location().map(|l| l.line());
-            let message = e.to_string();
-            // Name the offending key when serde says which one.
-            let key = message
-                .split('`')
-                .nth(1)
-                .filter(|_| message.contains("unknown field") || message.contains("missing field"))
-                .unwrap_or("")
-                .to_string();
-            let first = message.lines().next().unwrap_or("").to_string();
-            err(line, &key, first)
+            let (place, message) = Place::of_yaml_error(file, &e);
+            ConfigError { place, message }
         })?
     };
 
@@ -494,22 +518,29 @@ targets:
     #[test]
     fn errors_name_file_line_and_key() {
         let e = parse("interval: 5m\nbogus: 1\n", "c.yml").unwrap_err();
-        assert_eq!(e.file, "c.yml");
-        assert_eq!(e.line, Some(2));
-        assert!(e.key.contains("bogus"), "{e}");
+        assert_eq!(e.place.file, "c.yml");
+        assert_eq!(e.place.line, Some(2));
+        assert!(e.place.key.contains("bogus"), "{e}");
 
         let e = parse("interval: 5m\ntimeout: soon\n", "c.yml").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (Some(2), "timeout"));
+        assert_eq!((e.place.line, e.place.key.as_str()), (Some(2), "timeout"));
 
         let e = parse(
             "targets:\n  - domain: a.test\n  - host: b.test\n    domain: c.test\n",
             "c.yml",
         )
         .unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (Some(3), "targets[1]"), "{e}");
+        assert_eq!(
+            (e.place.line, e.place.key.as_str()),
+            (Some(3), "targets[1]"),
+            "{e}"
+        );
 
         let e = parse("dns:\n  validation: maybe\n", "c.yml").unwrap_err();
-        assert_eq!((e.line, e.key.as_str()), (Some(2), "dns.validation"));
+        assert_eq!(
+            (e.place.line, e.place.key.as_str()),
+            (Some(2), "dns.validation")
+        );
 
         let e = parse(
             "targets:\n  - domain: a.test\n  - domain: A.test.\n",
@@ -519,7 +550,7 @@ targets:
         assert!(e.message.contains("duplicate"), "{e}");
 
         let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
-        assert_eq!(e.key, "targets[0]");
+        assert_eq!(e.place.key, "targets[0]");
     }
 
     #[test]

@@ -2,149 +2,23 @@
 //! (OpenSSL `dane_match`) judges them: record usability, per-record matching, digest
 //! agility and the verdict. Pure: no I/O, no clock (the caller passes `now`).
 //!
-//! Not here: DNS and DNSSEC (`probe::mx`, `probe::dnssec`), getting the chain
+//! Not here: DNS and DNSSEC (`probe::mx`, `probe::dns`), getting the chain
 //! (`probe::tls`), X.509 parsing, name matching and path validation (`cert`),
-//! metric names (`metrics`).
+//! the record and verdict values themselves (`model::tlsa`), metric names (`metrics`).
 //! RFC 6698 §2.1 (TLSA fields), RFC 7671 §5 (DANE-TA/DANE-EE), §9 (digest agility),
 //! RFC 7672 §3.1 (usable records for SMTP), §3.2 (name checks). Arbitrary record data
 //! and arbitrary certificate bytes never panic.
 
 use std::cell::OnceCell;
-use std::fmt;
 
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::cert;
-
-/// RFC 7218 acronyms of the TLSA field values SMTP uses (RFC 7672 §3.1).
-pub const USAGE_DANE_TA: u8 = 2;
-pub const USAGE_DANE_EE: u8 = 3;
-pub const SELECTOR_CERT: u8 = 0;
-pub const SELECTOR_SPKI: u8 = 1;
-pub const MATCHING_FULL: u8 = 0;
-pub const MATCHING_SHA256: u8 = 1;
-pub const MATCHING_SHA512: u8 = 2;
-
-/// One TLSA record (RFC 6698 §2.1).
-#[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
-pub struct Tlsa {
-    pub usage: u8,
-    pub selector: u8,
-    pub matching: u8,
-    pub data: Vec<u8>,
-}
-
-impl Tlsa {
-    /// Presentation format: `3 1 1 5f0e…` with the full data in lower-case hex.
-    pub fn presentation(&self) -> String {
-        self.to_string()
-    }
-
-    /// Whether an SMTP client may use this record (RFC 7672 §3.1, RFC 6698 §2.1).
-    pub fn usability(&self) -> Result<(), Unusable> {
-        match self.usage {
-            USAGE_DANE_TA | USAGE_DANE_EE => {}
-            0 | 1 => return Err(Unusable::PkixUsage(self.usage)),
-            other => return Err(Unusable::UnknownUsage(other)),
-        }
-        if self.selector > SELECTOR_SPKI {
-            return Err(Unusable::UnknownSelector(self.selector));
-        }
-        let expected = match self.matching {
-            MATCHING_FULL => None,
-            MATCHING_SHA256 => Some(32),
-            MATCHING_SHA512 => Some(64),
-            other => return Err(Unusable::UnknownMatching(other)),
-        };
-        if self.data.is_empty() {
-            return Err(Unusable::EmptyData);
-        }
-        match expected {
-            Some(expected) if self.data.len() != expected => Err(Unusable::DigestLength {
-                matching: self.matching,
-                expected,
-                got: self.data.len(),
-            }),
-            Some(_) => Ok(()),
-            None => {
-                let parses = match self.selector {
-                    SELECTOR_CERT => cert::is_certificate(&self.data),
-                    _ => cert::is_spki(&self.data),
-                };
-                if parses {
-                    Ok(())
-                } else {
-                    Err(Unusable::Malformed)
-                }
-            }
-        }
-    }
-
-    /// `3 1 1 5f0e8a2b91c4…`: the data cut to a readable prefix, for sentences.
-    fn short(&self) -> String {
-        let shown = self.data.get(..SHORT_BYTES).unwrap_or(&self.data);
-        let cut = if self.data.len() > SHORT_BYTES {
-            "…"
-        } else {
-            ""
-        };
-        let (u, s, m) = (self.usage, self.selector, self.matching);
-        format!("{u} {s} {m} {}{cut}", hex::encode(shown))
-    }
-}
-
-impl fmt::Display for Tlsa {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {} {}", self.usage, self.selector, self.matching)?;
-        if !self.data.is_empty() {
-            write!(f, " {}", hex::encode(&self.data))?;
-        }
-        Ok(())
-    }
-}
-
-/// Why a record cannot be used (RFC 7672 §3.1).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, thiserror::Error)]
-#[serde(rename_all = "snake_case")]
-pub enum Unusable {
-    /// Usage 0 or 1 (PKIX-TA, PKIX-EE): RFC 7672 §3.1.3.
-    #[error("usage {0} (PKIX-TA/PKIX-EE) is not used for SMTP (RFC 7672 §3.1.3)")]
-    PkixUsage(u8),
-    #[error("usage {0} is unknown")]
-    UnknownUsage(u8),
-    #[error("selector {0} is unknown")]
-    UnknownSelector(u8),
-    #[error("matching type {0} is unknown")]
-    UnknownMatching(u8),
-    #[error("matching type {matching} needs a {expected}-byte digest, the record has {got} bytes")]
-    DigestLength {
-        matching: u8,
-        expected: usize,
-        got: usize,
-    },
-    #[error("the record has no certificate association data")]
-    EmptyData,
-    /// A matching type 0 record whose data is not a certificate (selector 0) or a
-    /// SubjectPublicKeyInfo (selector 1).
-    #[error("the full data does not parse as a certificate or public key")]
-    Malformed,
-}
-
-impl Unusable {
-    /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::PkixUsage(_) => "pkix_usage",
-            Self::UnknownUsage(_) => "unknown_usage",
-            Self::UnknownSelector(_) => "unknown_selector",
-            Self::UnknownMatching(_) => "unknown_matching",
-            Self::DigestLength { .. } => "digest_length",
-            Self::EmptyData => "empty_data",
-            Self::Malformed => "malformed",
-        }
-    }
-}
+use crate::model::tlsa::{
+    Authentication, RecordCheck, RecordDetail, Tlsa, Unusable, MATCHING_FULL, MATCHING_SHA256,
+    MATCHING_SHA512, SELECTOR_CERT, SELECTOR_SPKI, USAGE_DANE_EE, USAGE_DANE_TA,
+};
 
 /// What `evaluate` needs: the secure TLSA RRset and what the server sent.
 #[derive(Debug, Clone, Copy)]
@@ -159,126 +33,41 @@ pub struct DaneInput<'a> {
     pub now: UnixTime,
 }
 
-/// The verdict a DANE-enforcing sender reaches on the chain.
-#[must_use]
-#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Authentication {
-    /// Record `record` (index into the input) matched with its anchor or leaf at `depth`.
-    Verified { record: usize, depth: usize },
-    /// Usable records exist but none that Postfix uses matches.
-    NotAuthenticated,
-    /// No record is usable: TLS is still mandatory, but unauthenticated.
-    NoUsableRecords,
-}
-
-/// The judgement of one published record.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-pub struct RecordCheck {
-    pub record: Tlsa,
-    /// The record matches the chain under RFC 7672 rules, even if digest agility then
-    /// makes Postfix ignore it. False for unusable records.
-    pub matched: bool,
-    pub detail: RecordDetail,
-}
-
-/// Why a record counts, does not match, or is ignored.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RecordDetail {
-    Unusable(Unusable),
-    /// Usable, matched, and counts for the verdict.
-    Matched {
-        depth: usize,
-    },
-    /// Digest agility (RFC 7671 §9): a stronger matching type of the same usage and
-    /// selector is published, so Postfix ignores this record.
-    Superseded {
-        by_matching: u8,
-        matched: bool,
-    },
-    /// DANE-EE: what the leaf's selected data is under this matching type (hex);
-    /// empty when the leaf does not parse.
-    LeafMismatch {
-        leaf_digest: String,
-    },
-    /// DANE-TA: no served certificate at depth ≥ 1 matches (and, for full `2 x 0`
-    /// data, the record's own key signs none of the served certificates).
-    AnchorNotServed,
-    /// DANE-TA: anchor found, but the path leaf → anchor does not verify.
-    AnchorChainInvalid {
-        depth: usize,
-        reason: &'static str,
-    },
-    /// DANE-TA: chain verifies, but the leaf names none of the reference identifiers.
-    NameMismatch {
-        depth: usize,
-        names_in_cert: Vec<String>,
-    },
-    /// The server sent no certificate.
-    NoCertificate,
-}
-
-impl RecordCheck {
-    /// One readable sentence for the `check` output.
-    pub fn explain(&self) -> String {
-        let rec = &self.record;
-        let short = rec.short();
-        let object = match rec.selector {
-            SELECTOR_CERT => "certificate",
-            _ => "key",
-        };
-        match &self.detail {
-            RecordDetail::Unusable(why) => format!("{short} is unusable: {why}"),
-            RecordDetail::Matched { depth: 0 } if rec.usage == USAGE_DANE_EE => {
-                format!("{short} matches the leaf {object}")
-            }
-            RecordDetail::Matched { depth } => format!(
-                "{short} matches the trust anchor {object} at depth {depth}; the chain to it and the leaf name verify"
-            ),
-            RecordDetail::Superseded { by_matching, matched } => {
-                let stronger = format!("{} {} {by_matching}", rec.usage, rec.selector);
-                let state = if *matched { "matches" } else { "does not match" };
-                format!(
-                    "{short} {state}, but a stronger {stronger} record outranks it (digest agility, RFC 7671 §9), so Postfix ignores it"
-                )
-            }
-            RecordDetail::LeafMismatch { leaf_digest } if leaf_digest.is_empty() => {
-                format!("{short} does not match: the leaf certificate does not parse")
-            }
-            RecordDetail::LeafMismatch { leaf_digest } => {
-                let what = match rec.matching {
-                    MATCHING_SHA256 => "SHA-256",
-                    MATCHING_SHA512 => "SHA-512",
-                    _ => "DER",
-                };
-                let leaf = abbreviated(leaf_digest);
-                format!("{short} does not match the leaf {object} (leaf {object} {what} {leaf})")
-            }
-            RecordDetail::AnchorNotServed if rec.matching == MATCHING_FULL => format!(
-                "{short} holds a trust anchor {object} that signs none of the served certificates"
-            ),
-            RecordDetail::AnchorNotServed => {
-                format!("{short} names a CA the server did not send")
-            }
-            RecordDetail::AnchorChainInvalid { depth, reason } => format!(
-                "{short} matches the trust anchor {object} at depth {depth}, but the chain to it does not verify ({reason})"
-            ),
-            RecordDetail::NameMismatch {
-                depth,
-                names_in_cert,
-            } => {
-                let names = if names_in_cert.is_empty() {
-                    "none".to_owned()
-                } else {
-                    names_in_cert.join(", ")
-                };
-                format!(
-                    "{short} matches the trust anchor {object} at depth {depth}, but the leaf names none of the reference names (leaf names: {names})"
-                )
-            }
-            RecordDetail::NoCertificate => {
-                format!("{short} cannot be checked: the server sent no certificate")
+/// Whether an SMTP client may use this record (RFC 7672 §3.1, RFC 6698 §2.1).
+pub fn usability(record: &Tlsa) -> Result<(), Unusable> {
+    match record.usage {
+        USAGE_DANE_TA | USAGE_DANE_EE => {}
+        0 | 1 => return Err(Unusable::PkixUsage(record.usage)),
+        other => return Err(Unusable::UnknownUsage(other)),
+    }
+    if record.selector > SELECTOR_SPKI {
+        return Err(Unusable::UnknownSelector(record.selector));
+    }
+    let expected = match record.matching {
+        MATCHING_FULL => None,
+        MATCHING_SHA256 => Some(32),
+        MATCHING_SHA512 => Some(64),
+        other => return Err(Unusable::UnknownMatching(other)),
+    };
+    if record.data.is_empty() {
+        return Err(Unusable::EmptyData);
+    }
+    match expected {
+        Some(expected) if record.data.len() != expected => Err(Unusable::DigestLength {
+            matching: record.matching,
+            expected,
+            got: record.data.len(),
+        }),
+        Some(_) => Ok(()),
+        None => {
+            let parses = match record.selector {
+                SELECTOR_CERT => cert::is_certificate(&record.data),
+                _ => cert::is_spki(&record.data),
+            };
+            if parses {
+                Ok(())
+            } else {
+                Err(Unusable::Malformed)
             }
         }
     }
@@ -295,7 +84,7 @@ pub struct DaneEvaluation {
 /// Judges the TLSA RRset against the served chain as Postfix with OpenSSL DANE does
 /// (RFC 7672 §3, RFC 7671 §5 and §9).
 pub fn evaluate(input: &DaneInput<'_>) -> DaneEvaluation {
-    let usability: Vec<Result<(), Unusable>> = input.records.iter().map(Tlsa::usability).collect();
+    let usability: Vec<Result<(), Unusable>> = input.records.iter().map(usability).collect();
     let strongest = strongest_digests(input.records, &usability);
     let chain = Chain::new(input);
 
@@ -342,17 +131,6 @@ pub fn evaluate(input: &DaneInput<'_>) -> DaneEvaluation {
     DaneEvaluation {
         checks,
         authentication,
-    }
-}
-
-/// Bytes of data shown in sentences before `…`.
-const SHORT_BYTES: usize = 6;
-
-/// A hex string cut to `SHORT_BYTES` bytes, with `…` when cut.
-fn abbreviated(hex: &str) -> String {
-    match hex.get(..2 * SHORT_BYTES) {
-        Some(prefix) if hex.len() > prefix.len() => format!("{prefix}…"),
-        _ => hex.to_owned(),
     }
 }
 
@@ -818,7 +596,7 @@ mod tests {
             for selector in [SELECTOR_CERT, SELECTOR_SPKI] {
                 for matching in [MATCHING_FULL, MATCHING_SHA256, MATCHING_SHA512] {
                     let r = rec(usage, selector, matching, &p.int.der);
-                    assert_eq!(r.usability(), Ok(()), "{usage} {selector} {matching}");
+                    assert_eq!(usability(&r), Ok(()), "{usage} {selector} {matching}");
                 }
             }
         }
@@ -829,8 +607,8 @@ mod tests {
     fn pkix_usages_are_unusable() {
         let p = pki();
         let records = [rec(0, 1, 1, &p.root.der), rec(1, 1, 1, &p.leaf)];
-        assert_eq!(records[0].usability(), Err(Unusable::PkixUsage(0)));
-        assert_eq!(records[1].usability(), Err(Unusable::PkixUsage(1)));
+        assert_eq!(usability(&records[0]), Err(Unusable::PkixUsage(0)));
+        assert_eq!(usability(&records[1]), Err(Unusable::PkixUsage(1)));
         let e = eval(&records, &full_chain());
         assert_eq!(e.authentication, Authentication::NoUsableRecords);
         assert!(e.checks.iter().all(|c| !c.matched));
@@ -853,16 +631,16 @@ mod tests {
             matching,
             data: d.clone(),
         };
-        assert_eq!(t(4, 1, 1).usability(), Err(Unusable::UnknownUsage(4)));
-        assert_eq!(t(255, 1, 1).usability(), Err(Unusable::UnknownUsage(255)));
-        assert_eq!(t(3, 2, 1).usability(), Err(Unusable::UnknownSelector(2)));
-        assert_eq!(t(3, 1, 3).usability(), Err(Unusable::UnknownMatching(3)));
+        assert_eq!(usability(&t(4, 1, 1)), Err(Unusable::UnknownUsage(4)));
+        assert_eq!(usability(&t(255, 1, 1)), Err(Unusable::UnknownUsage(255)));
+        assert_eq!(usability(&t(3, 2, 1)), Err(Unusable::UnknownSelector(2)));
+        assert_eq!(usability(&t(3, 1, 3)), Err(Unusable::UnknownMatching(3)));
         assert_eq!(
-            t(2, 0, 255).usability(),
+            usability(&t(2, 0, 255)),
             Err(Unusable::UnknownMatching(255))
         );
         assert_eq!(
-            t(3, 1, 3).usability().map_err(|u| u.reason()),
+            usability(&t(3, 1, 3)).map_err(|u| u.reason()),
             Err("unknown_matching")
         );
     }
@@ -884,7 +662,7 @@ mod tests {
             (2, 63, 64),
         ] {
             assert_eq!(
-                t(matching, len).usability(),
+                usability(&t(matching, len)),
                 Err(Unusable::DigestLength {
                     matching,
                     expected,
@@ -906,7 +684,7 @@ mod tests {
                 matching,
                 data: Vec::new(),
             };
-            assert_eq!(r.usability(), Err(Unusable::EmptyData));
+            assert_eq!(usability(&r), Err(Unusable::EmptyData));
             assert_eq!(r.presentation(), format!("2 0 {matching}"));
         }
     }
@@ -921,15 +699,15 @@ mod tests {
             matching: 0,
             data: b"not DER".to_vec(),
         };
-        assert_eq!(garbage(0).usability(), Err(Unusable::Malformed));
-        assert_eq!(garbage(1).usability(), Err(Unusable::Malformed));
+        assert_eq!(usability(&garbage(0)), Err(Unusable::Malformed));
+        assert_eq!(usability(&garbage(1)), Err(Unusable::Malformed));
         let cert_as_spki = Tlsa {
             usage: 3,
             selector: 1,
             matching: 0,
             data: p.leaf.to_vec(),
         };
-        assert_eq!(cert_as_spki.usability(), Err(Unusable::Malformed));
+        assert_eq!(usability(&cert_as_spki), Err(Unusable::Malformed));
     }
 
     // RFC 7672 §3.1.1: DANE-EE matches the leaf under every selector and matching type.
@@ -1531,7 +1309,7 @@ mod tests {
         assert_eq!(e.checks.len(), records.len());
         for (check, record) in e.checks.iter().zip(records) {
             assert_eq!(&check.record, record);
-            if record.usability().is_err() {
+            if usability(record).is_err() {
                 assert!(!check.matched);
             }
             let _ = check.explain();

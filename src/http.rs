@@ -23,11 +23,11 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
 
-use crate::check;
 use crate::metrics::{self, wants_openmetrics};
 use crate::probe::{probe_target, ProbeOptions};
 use crate::scheduler::Scheduler;
 use crate::target::NextHop;
+use crate::text::render_text;
 use crate::webconfig::{self, WebConfig, WebState};
 
 /// Longest accepted request head (hyper's minimum is 8 KiB); requests are tiny.
@@ -179,7 +179,7 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         return text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            check::render_text(&r, true),
+            render_text(&r, true),
         );
     }
     let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));

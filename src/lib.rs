@@ -1,8 +1,21 @@
 //! mailtls_exporter: a Prometheus exporter for inbound mail servers: SMTP STARTTLS,
 //! certificates, DANE TLSA (RFC 7672, RFC 7671) and the DNSSEC chain beneath them.
 //!
-//! Data flows one way: `config` → `scheduler` → `probe` (→ `dane`, `cert`) → `report` →
-//! `metrics` → `http`; `check` renders reports for people.
+//! Data flows one way: `config` → `scheduler` → `probe` (→ `dane`, `cert`) → `model` →
+//! `metrics` → `http`; `text` renders the model for people (`check`, `/probe?debug=true`).
+//!
+//! Layers (lowest first). A module may import only from modules of lower layers; modules on one
+//! line are siblings and never import each other (`tests/architecture.rs` reads this list):
+//! 1. target, logging
+//! 2. config
+//! 3. model
+//! 4. cert
+//! 5. dane
+//! 6. probe, metrics, text
+//! 7. scheduler
+//! 8. webconfig
+//! 9. http, check
+//! 10. main
 
 pub mod cert;
 pub mod check;
@@ -11,8 +24,9 @@ pub mod dane;
 pub mod http;
 pub mod logging;
 pub mod metrics;
+pub mod model;
 pub mod probe;
-pub mod report;
 pub mod scheduler;
 pub mod target;
+pub mod text;
 pub mod webconfig;

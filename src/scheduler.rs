@@ -21,9 +21,9 @@ use tokio::time::Instant;
 use tracing::{debug, info, warn};
 
 use crate::config::{self, Config, ConfigError};
-use crate::metrics::{dane_summary, encode_report, EncodedReport, ExporterMetrics, ReportSource};
+use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
+use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
-use crate::report::{DaneStatus, TargetReport};
 
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
@@ -46,7 +46,7 @@ impl Stored {
             success: report.success,
             worst_dane: report.worst_dane(),
             duration_seconds: report.duration_seconds,
-            dane_summary: dane_summary(report),
+            dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
         }
     }

@@ -56,6 +56,13 @@ fn compare_mode(lab: &Lab, mode: &str) -> Result<()> {
         .as_array()
         .context("check output is not an array")?
         .clone();
+    // One report per scenario, in order: zip below would silently skip a missing one.
+    anyhow::ensure!(
+        reports.len() == scenarios.len(),
+        "check returned {} reports for {} scenarios",
+        reports.len(),
+        scenarios.len()
+    );
     let mut failures = Vec::new();
     println!(
         "{:<6} {:<22} {:<60} postfix vs exporter ({mode})",

@@ -12,7 +12,8 @@ use anyhow::Result;
 use hickory_proto::op::Message;
 use hickory_proto::rr::{Name, RecordType};
 use mailtls_exporter::config::{DnsConfig, Validation};
-use mailtls_exporter::probe::dns::{Dns, Dnssec, Outcome};
+use mailtls_exporter::model::dns::{Dnssec, Outcome};
+use mailtls_exporter::probe::dns::Dns;
 use tokio::net::UdpSocket;
 
 fn upstream() -> DnsConfig {

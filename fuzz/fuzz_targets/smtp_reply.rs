@@ -6,7 +6,7 @@
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
-use mailtls_exporter::probe::smtp::{
+use mailtls_exporter::probe::smtp::reply::{
     parse_replies, parse_reply_line, ReplyParser, MAX_LINE_OCTETS, MAX_REPLY_LINES,
 };
 

@@ -6,27 +6,30 @@
 //! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
+mod cache;
 pub mod dns;
 pub mod mx;
 pub mod smtp;
 pub mod tls;
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::UnixTime;
-use tokio::sync::OnceCell;
 
 use crate::cert::{self, PkixRoots};
 use crate::config::Config;
-use crate::dane::{self, Authentication, DaneInput};
-use crate::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::dane::{self, DaneInput};
+use crate::model::dns::{Answer, Dnssec};
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::model::smtp::SmtpReport;
+use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
+use cache::Coalescing;
 use dns::Dns;
-use smtp::{SmtpOptions, SmtpReport};
+use smtp::SmtpOptions;
 
 /// Per-phase SMTP timeouts never exceed this, however long the target timeout.
 pub const MAX_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -86,42 +89,25 @@ pub struct ProbeOptions {
     pub transcript: bool,
 }
 
-/// One shared SMTP result: filled by the first prober, awaited by the others.
-type SmtpCell = Arc<OnceCell<Arc<SmtpReport>>>;
 /// An address and the SNI sent to it.
 type SmtpKey = (SocketAddr, Option<String>);
 
-/// SMTP results shared between targets that point at the same address within a round.
+/// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
+pub const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
+
+/// SMTP results shared between targets that point at the same address within a round:
+/// filled by the first prober, awaited by the others, reused for `max_age`.
 pub struct SmtpCache {
     max_age: Duration,
-    map: Mutex<HashMap<SmtpKey, (Instant, SmtpCell)>>,
+    results: Coalescing<SmtpKey, Arc<SmtpReport>>,
 }
 
 impl SmtpCache {
     pub fn new(max_age: Duration) -> Self {
         Self {
             max_age,
-            map: Mutex::new(HashMap::new()),
+            results: Coalescing::new(MAX_SHARED_SMTP_RESULTS),
         }
-    }
-
-    fn cell(&self, key: SmtpKey) -> SmtpCell {
-        let Ok(mut map) = self.map.lock() else {
-            return Arc::new(OnceCell::new());
-        };
-        let now = Instant::now();
-        if let Some((at, cell)) = map.get(&key) {
-            if cell.get().is_none() || now.duration_since(*at) < self.max_age {
-                return cell.clone();
-            }
-        }
-        if map.len() > 4096 && map.len().is_power_of_two() {
-            let max_age = self.max_age;
-            map.retain(|_, (at, c)| c.get().is_none() || now.duration_since(*at) < max_age);
-        }
-        let cell = Arc::new(OnceCell::new());
-        map.insert(key, (now, cell.clone()));
-        cell
     }
 }
 
@@ -214,7 +200,7 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
             report.null_mx = set.null;
             report.error = set.error.clone();
             report.mx = set.hosts.iter().map(|h| (h.0, h.1.clone())).collect();
-            let mx_secure = set.answer.dnssec == dns::Dnssec::Secure;
+            let mx_secure = set.answer.dnssec == Dnssec::Secure;
             let plans = set.hosts.iter().map(|(pref, name)| mx::HostPlan {
                 mx: name.clone(),
                 preference: Some(*pref),
@@ -237,7 +223,7 @@ async fn probe_host(
     ctx: &ProbeContext,
     plan: mx::HostPlan,
     opts: ProbeOptions,
-) -> (HostReport, Vec<Arc<dns::Answer>>) {
+) -> (HostReport, Vec<Arc<Answer>>) {
     let hd = mx::resolve_host(&ctx.dns, &plan).await;
     let sni = hd
         .tlsa_base
@@ -304,8 +290,11 @@ async fn smtp_probe(
     if opts.fresh || opts.transcript {
         return run().await;
     }
-    let cell = ctx.smtp_cache.cell((addr, sni));
-    cell.get_or_init(run).await.clone()
+    let cache = &ctx.smtp_cache;
+    cache
+        .results
+        .get_or_fetch((addr, sni), |_| cache.max_age, run)
+        .await
 }
 
 /// Observation only: certificate facts and PKIX validity of what the address served.
@@ -347,11 +336,11 @@ fn observe(
 
 /// Which records authenticated the connection, and whether the two-record safety net
 /// (NCSC-NL: a `3 1 1` and a `2 1 1`, either one enough) still holds.
-fn verified_why(checks: &[dane::RecordCheck]) -> String {
+fn verified_why(checks: &[RecordCheck]) -> String {
     let used: Vec<String> = checks
         .iter()
         .filter_map(|c| match c.detail {
-            dane::RecordDetail::Matched { depth } => {
+            RecordDetail::Matched { depth } => {
                 Some(format!("{} (depth {depth})", short_record(&c.record)))
             }
             _ => None,
@@ -359,7 +348,7 @@ fn verified_why(checks: &[dane::RecordCheck]) -> String {
         .collect();
     let usable = checks
         .iter()
-        .filter(|c| !matches!(c.detail, dane::RecordDetail::Unusable(_)))
+        .filter(|c| !matches!(c.detail, RecordDetail::Unusable(_)))
         .count();
     let mut why = format!(
         "authenticated by {}: a DANE sender delivers",
@@ -373,7 +362,7 @@ fn verified_why(checks: &[dane::RecordCheck]) -> String {
     why
 }
 
-fn short_record(t: &dane::Tlsa) -> String {
+fn short_record(t: &Tlsa) -> String {
     let p = t.presentation();
     match p.char_indices().nth(24) {
         Some((i, _)) => format!("{}…", &p[..i]),
@@ -381,7 +370,7 @@ fn short_record(t: &dane::Tlsa) -> String {
     }
 }
 
-/// The DANE verdict for one address (RFC 7672 §2.2, §3; DANE-NOTES.md), as Postfix reaches it.
+/// The DANE verdict for one address (RFC 7672 §2.2, §3; docs/verdict.md), as Postfix reaches it.
 fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> AddressReport {
     if let Some(why) = &hd.dns_failure {
         a.dane = Some(DaneStatus::DnsFailure);

@@ -12,8 +12,9 @@ use std::sync::Arc;
 
 use hickory_proto::rr::{Name, RecordType};
 
-use super::dns::{Answer, Data, Dns, Dnssec, Outcome};
-use crate::dane::Tlsa;
+use super::dns::Dns;
+use crate::model::dns::{Answer, Data, Dnssec, Outcome};
+use crate::model::tlsa::Tlsa;
 
 /// Ceiling on MX hosts probed per domain (a monitor probes them all, within reason).
 pub const MAX_MX_HOSTS: usize = 32;

@@ -21,25 +21,10 @@ use tokio_rustls::client::TlsStream;
 use tokio_rustls::TlsConnector;
 use tracing::debug;
 
+use crate::model::smtp::TlsFacts;
+
 /// Longest error message kept from rustls/io (they are short; this bounds odd ones).
 const MAX_MESSAGE_CHARS: usize = 200;
-
-/// What a completed handshake showed. Plain data; judged elsewhere.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct TlsFacts {
-    /// "TLSv1.3", "TLSv1.2".
-    pub version: String,
-    /// rustls suite name, e.g. "TLS13_AES_128_GCM_SHA256".
-    pub cipher: String,
-    /// The certificate chain exactly as served, leaf first (may be empty only in theory:
-    /// rustls refuses a handshake without a certificate).
-    #[serde(skip)]
-    pub chain: Vec<CertificateDer<'static>>,
-    /// Number of certificates in `chain` (serialised, unlike the chain itself).
-    pub chain_len: usize,
-    /// Wall time of the handshake alone.
-    pub handshake_seconds: f64,
-}
 
 /// What can go wrong in the TLS step. `probe::smtp` maps it into its `ProbeError`.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize)]

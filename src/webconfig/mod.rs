@@ -15,20 +15,23 @@
 //! web config file's directory, as exporter-toolkit does. `http_server_config.http2` is
 //! accepted for compatibility and ignored: the server speaks HTTP/1.1 only.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 
-use base64::Engine as _;
 use hyper::header::{HeaderName, HeaderValue};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use rustls::server::WebPkiClientVerifier;
-use rustls::{RootCertStore, ServerConfig};
+use rustls::ServerConfig;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
-use sha2::{Digest, Sha256};
+
+pub use crate::config::Place;
+
+mod auth;
+mod tls;
+
+pub use auth::BasicAuth;
+use tls::tls_config;
 
 /// The realm named in `WWW-Authenticate` on a 401.
 pub const AUTH_REALM: &str = "mailtls_exporter";
@@ -59,27 +62,6 @@ const ALLOWED_HEADERS: &[&str] = &[
     "X-XSS-Protection",
     "Content-Security-Policy",
 ];
-
-/// Where a problem is: `file:line: key`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub file: String,
-    pub line: Option<u64>,
-    pub key: String,
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        Ok(())
-    }
-}
 
 /// What is wrong with a web config file. Messages read `file:line: key: problem`.
 #[derive(Debug, thiserror::Error)]
@@ -287,339 +269,20 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfig
 /// Maps a serde-saphyr error to `file:line: key: message`, naming refused exporter-toolkit
 /// options as unsupported rather than unknown.
 fn syntax_error(file: &str, e: &serde_saphyr::Error) -> WebConfigError {
-    let line = e.location().map(|l| l.line());
-    let message = e.to_string();
-    let key = message
-        .split('`')
-        .nth(1)
-        .filter(|_| message.contains("unknown field") || message.contains("missing field"))
-        .unwrap_or("")
-        .to_string();
+    let (place, first) = Place::of_yaml_error(file, e);
     // serde-saphyr says "error: line L column C: ..."; the place already names the line.
-    let first = message.lines().next().unwrap_or("");
-    let first = first.strip_prefix("error: ").unwrap_or(first);
+    let first = first.strip_prefix("error: ").unwrap_or(&first);
     let first = match first.split_once(": ") {
         Some((at, rest)) if at.starts_with("line ") && at.contains(" column ") => rest,
         _ => first,
     }
     .to_string();
-    let message = if UNSUPPORTED_KEYS.contains(&key.as_str()) {
+    let message = if UNSUPPORTED_KEYS.contains(&place.key.as_str()) {
         "exporter-toolkit option not supported by mailtls_exporter".to_string()
     } else {
         first
     };
-    WebConfigError::Syntax {
-        place: Place {
-            file: file.to_string(),
-            line,
-            key,
-        },
-        message,
-    }
-}
-
-fn tls_config(
-    raw: &RawTls,
-    line: u64,
-    place: &dyn Fn(Option<u64>, &str) -> Place,
-    base: &Path,
-) -> Result<Option<Arc<ServerConfig>>, WebConfigError> {
-    let invalid = |line: Option<u64>, key: &str, message: String| WebConfigError::Invalid {
-        place: place(line, &format!("tls_server_config.{key}")),
-        message,
-    };
-    let (cert_file, key_file) = match (&raw.cert_file, &raw.key_file) {
-        // exporter-toolkit: an empty tls_server_config means plain HTTP.
-        (None, None) if raw.client_ca_file.is_none() && raw.client_auth_type.is_none() => {
-            return Ok(None)
-        }
-        (Some(c), Some(k)) => (c, k),
-        (None, _) => {
-            return Err(invalid(
-                Some(line),
-                "cert_file",
-                "missing (cert_file and key_file are both required for TLS)".into(),
-            ))
-        }
-        (_, None) => {
-            return Err(invalid(
-                Some(line),
-                "key_file",
-                "missing (cert_file and key_file are both required for TLS)".into(),
-            ))
-        }
-    };
-    let version = |v: &Spanned<String>, key: &str| match v.value.as_str() {
-        "TLS12" => Ok(&rustls::version::TLS12),
-        "TLS13" => Ok(&rustls::version::TLS13),
-        other => Err(invalid(
-            Some(v.referenced.line()),
-            key,
-            format!("{other:?} is not supported (use TLS12 or TLS13)"),
-        )),
-    };
-    let min = raw
-        .min_version
-        .as_ref()
-        .map(|v| version(v, "min_version"))
-        .transpose()?;
-    let max = raw
-        .max_version
-        .as_ref()
-        .map(|v| version(v, "max_version"))
-        .transpose()?;
-    let tls12_allowed = min.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_2);
-    let tls13_allowed = max.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_3);
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-        tls13_allowed.then_some(&rustls::version::TLS13),
-        tls12_allowed.then_some(&rustls::version::TLS12),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if versions.is_empty() {
-        let l = raw.max_version.as_ref().map(|v| v.referenced.line());
-        return Err(invalid(l, "max_version", "is below min_version".into()));
-    }
-
-    let client_auth = match &raw.client_auth_type {
-        // exporter-toolkit: a client CA without a type means verify.
-        None if raw.client_ca_file.is_some() => ClientAuth::RequireAndVerifyClientCert,
-        None => ClientAuth::NoClientCert,
-        Some(t) => match t.value.as_str() {
-            "NoClientCert" => ClientAuth::NoClientCert,
-            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => {
-                return Err(invalid(
-                    Some(t.referenced.line()),
-                    "client_auth_type",
-                    format!(
-                    "{other:?} is not supported (use NoClientCert or RequireAndVerifyClientCert)"
-                ),
-                ))
-            }
-        },
-    };
-
-    let chain = read_certs(
-        cert_file,
-        base,
-        &place(
-            Some(cert_file.referenced.line()),
-            "tls_server_config.cert_file",
-        ),
-    )?;
-    let key_place = place(
-        Some(key_file.referenced.line()),
-        "tls_server_config.key_file",
-    );
-    let key_path = resolve(base, &key_file.value);
-    let key = PrivateKeyDer::from_pem_file(&key_path).map_err(|e| WebConfigError::PemFile {
-        place: key_place.clone(),
-        path: key_path.display().to_string(),
-        message: pem_message(&e, "private key (PKCS#8, SEC1 or RSA)"),
-    })?;
-
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = ServerConfig::builder_with_provider(provider.clone())
-        .with_protocol_versions(&versions)
-        .map_err(|source| WebConfigError::Tls {
-            place: place(Some(line), "tls_server_config"),
-            source: Box::new(source),
-        })?;
-    let builder = match client_auth {
-        ClientAuth::NoClientCert => {
-            if let Some(ca) = &raw.client_ca_file {
-                return Err(invalid(
-                    Some(ca.referenced.line()),
-                    "client_ca_file",
-                    "set, but client_auth_type is NoClientCert".into(),
-                ));
-            }
-            builder.with_no_client_auth()
-        }
-        ClientAuth::RequireAndVerifyClientCert => {
-            let Some(ca) = &raw.client_ca_file else {
-                let l = raw.client_auth_type.as_ref().map(|t| t.referenced.line());
-                return Err(invalid(
-                    l,
-                    "client_ca_file",
-                    "required by client_auth_type RequireAndVerifyClientCert".into(),
-                ));
-            };
-            let ca_place = place(
-                Some(ca.referenced.line()),
-                "tls_server_config.client_ca_file",
-            );
-            let mut roots = RootCertStore::empty();
-            for cert in read_certs(ca, base, &ca_place)? {
-                roots.add(cert).map_err(|source| WebConfigError::Tls {
-                    place: ca_place.clone(),
-                    source: Box::new(source),
-                })?;
-            }
-            let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider)
-                .build()
-                .map_err(|e| WebConfigError::Invalid {
-                    place: ca_place.clone(),
-                    message: format!("cannot build the client certificate verifier: {e}"),
-                })?;
-            builder.with_client_cert_verifier(verifier)
-        }
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|source| match source {
-            rustls::Error::InconsistentKeys(_) => WebConfigError::Invalid {
-                place: key_place.clone(),
-                message: "the private key does not match the certificate of cert_file".into(),
-            },
-            source => WebConfigError::Tls {
-                place: key_place.clone(),
-                source: Box::new(source),
-            },
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
-}
-
-fn resolve(base: &Path, p: &str) -> PathBuf {
-    let p = Path::new(p);
-    if p.is_absolute() {
-        p.to_path_buf()
-    } else {
-        base.join(p)
-    }
-}
-
-fn pem_message(e: &rustls::pki_types::pem::Error, what: &str) -> String {
-    match e {
-        rustls::pki_types::pem::Error::NoItemsFound => format!("no PEM {what} found"),
-        rustls::pki_types::pem::Error::Io(io) => io.to_string(),
-        other => format!("bad PEM: {other}"),
-    }
-}
-
-fn read_certs(
-    file: &Spanned<String>,
-    base: &Path,
-    place: &Place,
-) -> Result<Vec<CertificateDer<'static>>, WebConfigError> {
-    let path = resolve(base, &file.value);
-    let err = |message: String| WebConfigError::PemFile {
-        place: place.clone(),
-        path: path.display().to_string(),
-        message,
-    };
-    let certs = CertificateDer::pem_file_iter(&path)
-        .map_err(|e| err(pem_message(&e, "certificate")))?
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| err(pem_message(&e, "certificate")))?;
-    if certs.is_empty() {
-        return Err(err("no PEM certificate found".into()));
-    }
-    Ok(certs)
-}
-
-// ---- basic auth ------------------------------------------------------------------------------
-
-/// Basic-auth users and the cache of successful checks.
-///
-/// bcrypt is slow by design, so a successful (user, hash, password) check is remembered
-/// as a SHA-256 digest over a per-process random key (never the password itself), as
-/// exporter-toolkit does; repeated scrapes then cost one hash. Failures are not cached, so
-/// a flood of wrong passwords cannot evict good entries; bcrypt runs one at a time. An
-/// unknown user is checked against a dummy hash of the highest configured cost, so the
-/// answer time does not tell which users exist; bcrypt compares in constant time.
-pub struct BasicAuth {
-    users: HashMap<String, String>,
-    dummy_hash: String,
-    cache_key: [u8; 32],
-    cache: Mutex<HashSet<[u8; 32]>>,
-    bcrypt_turn: Mutex<()>,
-}
-
-impl BasicAuth {
-    fn new(users: HashMap<String, String>, cost: u32) -> Result<Self, bcrypt::BcryptError> {
-        let secret: [u8; 32] = rand::random();
-        let dummy_hash = bcrypt::hash(secret, cost)?;
-        Ok(Self {
-            users,
-            dummy_hash,
-            cache_key: rand::random(),
-            cache: Mutex::new(HashSet::new()),
-            bcrypt_turn: Mutex::new(()),
-        })
-    }
-
-    fn digest(&self, user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
-        let mut h = Sha256::new();
-        h.update(self.cache_key);
-        for part in [user.as_bytes(), hash.as_bytes(), password] {
-            h.update((part.len() as u64).to_be_bytes());
-            h.update(part);
-        }
-        h.finalize().into()
-    }
-
-    /// Checks an `Authorization` header value. Blocking (bcrypt): call from a blocking
-    /// context when the answer is not cached.
-    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
-        let Some((user, password)) = authorization.and_then(decode_basic) else {
-            return false;
-        };
-        let (known, hash) = match self.users.get(&user) {
-            Some(h) => (true, h.as_str()),
-            None => (false, self.dummy_hash.as_str()),
-        };
-        let digest = self.digest(&user, hash, &password);
-        if known && self.cache.lock().is_ok_and(|c| c.contains(&digest)) {
-            return true;
-        }
-        let ok = {
-            let _turn = self.bcrypt_turn.lock();
-            bcrypt::verify(&password, hash).unwrap_or(false)
-        };
-        if ok && known {
-            if let Ok(mut c) = self.cache.lock() {
-                if c.len() >= MAX_CACHED_LOGINS {
-                    c.clear();
-                }
-                c.insert(digest);
-            }
-        }
-        ok && known
-    }
-
-    /// Would [`check`](Self::check) answer without running bcrypt?
-    pub fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
-        let Some((user, password)) = authorization.and_then(decode_basic) else {
-            return true; // malformed: refused at once
-        };
-        match self.users.get(&user) {
-            Some(h) => {
-                let d = self.digest(&user, h, &password);
-                self.cache.lock().is_ok_and(|c| c.contains(&d))
-            }
-            None => false,
-        }
-    }
-}
-
-/// `Basic base64(user:password)` → (user, password). RFC 7617 §2; the scheme name is
-/// case-insensitive.
-fn decode_basic(v: &[u8]) -> Option<(String, Vec<u8>)> {
-    let v = std::str::from_utf8(v).ok()?.trim();
-    let (scheme, creds) = v.split_once(' ')?;
-    if !scheme.eq_ignore_ascii_case("basic") {
-        return None;
-    }
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(creds.trim())
-        .ok()?;
-    let colon = raw.iter().position(|&b| b == b':')?;
-    let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
-    Some((user, raw[colon + 1..].to_vec()))
+    WebConfigError::Syntax { place, message }
 }
 
 // ---- live state ------------------------------------------------------------------------------
@@ -662,7 +325,9 @@ impl WebState {
 
 #[cfg(test)]
 mod tests {
+    use super::auth::decode_basic;
     use super::*;
+    use base64::Engine as _;
 
     fn parse_str(text: &str) -> Result<WebConfig, WebConfigError> {
         parse(text, "web.yml", Path::new("/nonexistent"))

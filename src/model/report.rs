@@ -1,20 +1,20 @@
 //! Plain result values of a probe: what was seen and the verdicts reached. No metric types.
 //!
 //! Owns: `TargetReport` → `HostReport` (one per MX host) → `AddressReport` (one per IP
-//! address), the DANE state set of CONTRACT.md, and `probe_success`.
-//! Not here: producing them (`probe`), encoding them (`metrics`, `check`).
+//! address), the DANE state set (docs/verdict.md), and `probe_success` (docs/metrics.md).
+//! Not here: producing them (`probe`), rendering them (`metrics`, `text`).
 
 use std::net::IpAddr;
 use std::sync::Arc;
 
 use serde::Serialize;
 
-use crate::cert::CertFacts;
-use crate::dane::{RecordCheck, Tlsa};
-use crate::probe::dns::{Answer, Dnssec};
-use crate::probe::smtp::SmtpReport;
+use super::cert::CertFacts;
+use super::dns::{Answer, Dnssec};
+use super::smtp::SmtpReport;
+use super::tlsa::{RecordCheck, Tlsa};
 
-/// DANE verdict for one MX address: what a DANE-enforcing sender does (CONTRACT.md).
+/// DANE verdict for one MX address: what a DANE-enforcing sender does (docs/verdict.md).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "snake_case")]
 #[must_use]
@@ -129,7 +129,7 @@ impl TargetReport {
             .flat_map(|h| h.addresses.iter().map(move |a| (h, a)))
     }
 
-    /// CONTRACT.md `mailtls_probe_success`: the MX lookup succeeded, every MX address
+    /// `mailtls_probe_success` (docs/metrics.md): the MX lookup succeeded, every MX address
     /// offered STARTTLS and completed the handshake, and no address is `failed` or
     /// `dns_failure`.
     pub fn compute_success(&self) -> bool {
@@ -155,6 +155,23 @@ impl TargetReport {
         self.addresses()
             .filter_map(|(_, a)| a.dane)
             .min_by_key(|s| rank(*s))
+    }
+
+    /// Short text for logs: `verified=2 failed=1`.
+    pub fn dane_summary(&self) -> String {
+        let mut out = String::new();
+        for s in DaneStatus::ALL {
+            let n = self.addresses().filter(|(_, a)| a.dane == Some(s)).count();
+            if n > 0 {
+                if !out.is_empty() {
+                    out.push(' ');
+                }
+                out.push_str(s.as_str());
+                out.push('=');
+                out.push_str(&n.to_string());
+            }
+        }
+        out
     }
 }
 

@@ -1,0 +1,390 @@
+//! The report families: one function per group of families, each writing its samples for
+//! every report. Label values come from config or DNS, never from error text.
+//!
+//! Not here: chunking and assembling the exposition (`exposition`), the exporter's own
+//! metrics (`own`). Names and meanings: docs/metrics.md.
+
+use std::collections::HashSet;
+
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder};
+use prometheus_client::metrics::MetricType;
+
+use super::FROM_LAST;
+use crate::model::cert::CertFacts;
+use crate::model::dns::Dnssec;
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+
+/// Encodes all report metrics for `reports`, family by family (the order of the
+/// exposition, see docs/metrics.md).
+pub fn encode_reports(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    target_families(enc, reports)?;
+    dnssec_families(enc, reports)?;
+    connection_families(enc, reports)?;
+    session_info_families(enc, reports)?;
+    cert_families(enc, reports)?;
+    dane_families(enc, reports)?;
+    Ok(())
+}
+
+/// Per target: probe result, duration and time, the MX set.
+fn target_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    family(enc, "mailtls_probe_success", "1 when every MX address of the target offered STARTTLS, completed the handshake and none is DANE failed or dns_failure", reports, |m, r| {
+        gauge(m, &[("target", r.target.as_str())], b(r.success))
+    })?;
+    family(
+        enc,
+        "mailtls_probe_duration_seconds",
+        "Duration of the probe",
+        reports,
+        |m, r| gauge(m, &[("target", r.target.as_str())], r.duration_seconds),
+    )?;
+    family(
+        enc,
+        "mailtls_probe_timestamp_seconds",
+        "When the probe completed",
+        reports,
+        |m, r| gauge(m, &[("target", r.target.as_str())], r.timestamp),
+    )?;
+    family(
+        enc,
+        "mailtls_mx_info",
+        "The MX set after the implicit-MX rule, value 1",
+        reports,
+        |m, r| {
+            for (pref, host) in &r.mx {
+                let p = pref.to_string();
+                gauge(
+                    m,
+                    &[
+                        ("target", r.target.as_str()),
+                        ("mx", host.as_str()),
+                        ("preference", p.as_str()),
+                    ],
+                    1.0,
+                )?;
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        enc,
+        "mailtls_mx_null",
+        "1 when the domain publishes a null MX (RFC 7505): it accepts no mail",
+        reports,
+        |m, r| {
+            if r.kind == "domain" && r.mx_dnssec.is_some() {
+                gauge(m, &[("target", r.target.as_str())], b(r.null_mx))?;
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Per RRset the verdict rests on: DNSSEC state and earliest signature expiry.
+fn dnssec_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    family(enc, "mailtls_dnssec_status", "DNSSEC state of each RRset the verdict rests on (state set: secure, insecure, bogus, error)", reports, |m, r| {
+        let mut seen = HashSet::new();
+        for l in &r.lookups {
+            if !seen.insert((l.name.as_str(), l.rtype.as_str())) {
+                continue;
+            }
+            for s in Dnssec::ALL {
+                gauge(m, &[("target", r.target.as_str()), ("name", l.name.as_str()), ("type", l.rtype.as_str()), ("status", s.as_str())], b(l.dnssec == s))?;
+            }
+        }
+        Ok(())
+    })?;
+    family(
+        enc,
+        "mailtls_dnssec_signature_expiry_timestamp_seconds",
+        "Earliest RRSIG expiration covering the RRset (or its denial of existence)",
+        reports,
+        |m, r| {
+            let mut seen = HashSet::new();
+            for l in &r.lookups {
+                if let Some(t) = l.sig_expiry {
+                    if seen.insert((l.name.as_str(), l.rtype.as_str())) {
+                        gauge(
+                            m,
+                            &[
+                                ("target", r.target.as_str()),
+                                ("name", l.name.as_str()),
+                                ("type", l.rtype.as_str()),
+                            ],
+                            t as f64,
+                        )?;
+                    }
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Per address: SMTP up, STARTTLS offered, handshake done, PKIX valid.
+fn connection_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    let per_addr = |enc: &mut DescriptorEncoder,
+                    name: &str,
+                    help: &str,
+                    f: &dyn Fn(&AddressReport) -> Option<f64>|
+     -> Result<(), std::fmt::Error> {
+        family(enc, name, help, reports, |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(v) = f(a) {
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[]), v)?;
+                }
+            }
+            Ok(())
+        })
+    };
+    per_addr(
+        enc,
+        "mailtls_smtp_up",
+        "1 when TCP connect, the 220 greeting and EHLO succeeded",
+        &|a| Some(b(a.smtp.as_ref().is_some_and(|s| s.smtp_up()))),
+    )?;
+    per_addr(
+        enc,
+        "mailtls_starttls_advertised",
+        "1 when EHLO offered STARTTLS",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .filter(|s| s.smtp_up())
+                .map(|s| b(s.starttls_advertised))
+        },
+    )?;
+    per_addr(
+        enc,
+        "mailtls_tls_handshake_success",
+        "1 when the TLS handshake after STARTTLS completed",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .filter(|s| s.starttls_advertised)
+                .map(|s| b(s.tls.is_some()))
+        },
+    )?;
+    per_addr(enc, "mailtls_cert_pkix_valid", "1 when the chain validates to the PKIX roots and names the MX host (what an MTA-STS sender needs)", &|a| {
+        a.pkix.as_ref().map(|p| b(p.is_ok()))
+    })?;
+    Ok(())
+}
+
+/// Per address: why the SMTP/TLS probe failed, and what TLS was negotiated.
+fn session_info_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    family(
+        enc,
+        "mailtls_smtp_error_info",
+        "Why the SMTP/TLS probe of an address failed (fixed reason words), value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(e) = a.smtp.as_ref().and_then(|s| s.error.as_ref()) {
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[("reason", e.reason())]), 1.0)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    family(
+        enc,
+        "mailtls_tls_info",
+        "Negotiated TLS protocol version and cipher suite, value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+                    let addr = address_label(a);
+                    gauge(
+                        m,
+                        &addr_labels(
+                            r,
+                            h,
+                            &addr,
+                            &[
+                                ("version", t.version.as_str()),
+                                ("cipher", t.cipher.as_str()),
+                            ],
+                        ),
+                        1.0,
+                    )?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Per served certificate: validity dates and identity.
+fn cert_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    let per_cert = |enc: &mut DescriptorEncoder,
+                    name: &str,
+                    help: &str,
+                    f: &dyn Fn(&CertFacts) -> f64|
+     -> Result<(), std::fmt::Error> {
+        family(enc, name, help, reports, |m, r| {
+            for (h, a) in r.addresses() {
+                let addr = address_label(a);
+                for c in &a.certs {
+                    let depth = c.depth.to_string();
+                    gauge(
+                        m,
+                        &addr_labels(r, h, &addr, &[("depth", depth.as_str())]),
+                        f(c),
+                    )?;
+                }
+            }
+            Ok(())
+        })
+    };
+    per_cert(
+        enc,
+        "mailtls_cert_not_after_timestamp_seconds",
+        "notAfter of each certificate the server sent (depth 0 = leaf)",
+        &|c| c.not_after as f64,
+    )?;
+    per_cert(
+        enc,
+        "mailtls_cert_not_before_timestamp_seconds",
+        "notBefore of each certificate the server sent (depth 0 = leaf)",
+        &|c| c.not_before as f64,
+    )?;
+    family(
+        enc,
+        "mailtls_cert_info",
+        "Identity of each certificate the server sent, value 1",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                let addr = address_label(a);
+                for c in &a.certs {
+                    let depth = c.depth.to_string();
+                    gauge(
+                        m,
+                        &addr_labels(
+                            r,
+                            h,
+                            &addr,
+                            &[
+                                ("depth", depth.as_str()),
+                                ("subject", c.subject.as_str()),
+                                ("issuer", c.issuer.as_str()),
+                                ("serial", c.serial.as_str()),
+                                ("sha256", c.sha256.as_str()),
+                            ],
+                        ),
+                        1.0,
+                    )?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// Per address: each TLSA record's match and the DANE verdict.
+fn dane_families(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
+    family(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches the chain the address served (RFC 7671/7672: DANE-EE at depth 0, DANE-TA at depth 1 or more; unusable records are 0)", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            let addr = address_label(a);
+            for c in &a.tlsa {
+                let rec = c.record.presentation();
+                gauge(m, &addr_labels(r, h, &addr, &[("record", rec.as_str())]), b(c.matched))?;
+            }
+        }
+        Ok(())
+    })?;
+    family(enc, "mailtls_dane_status", "DANE verdict per MX address, as a DANE-enforcing sender reaches it (state set: verified, unauthenticated, failed, dns_failure, none)", reports, |m, r| {
+        for (h, a) in r.addresses() {
+            let Some(st) = a.dane else { continue };
+            let addr = address_label(a);
+            for s in DaneStatus::ALL {
+                gauge(m, &addr_labels(r, h, &addr, &[("status", s.as_str())]), b(st == s))?;
+            }
+        }
+        Ok(())
+    })?;
+    Ok(())
+}
+
+fn gauge<L: EncodeLabelSet>(
+    enc: &mut MetricEncoder<'_>,
+    labels: &L,
+    v: f64,
+) -> Result<(), std::fmt::Error> {
+    enc.encode_family(labels)?.encode_gauge(&v)
+}
+
+fn b(v: bool) -> f64 {
+    if v {
+        1.0
+    } else {
+        0.0
+    }
+}
+
+/// Writes one gauge family: `each` is called with the family encoder for every report.
+fn family(
+    enc: &mut DescriptorEncoder,
+    name: &str,
+    help: &str,
+    reports: &[&TargetReport],
+    mut each: impl FnMut(&mut MetricEncoder<'_>, &TargetReport) -> Result<(), std::fmt::Error>,
+) -> Result<(), std::fmt::Error> {
+    let help = format!("{help}{FROM_LAST}");
+    let mut m = enc.encode_descriptor(name, &help, None, MetricType::Gauge)?;
+    for r in reports {
+        each(&mut m, r)?;
+    }
+    Ok(())
+}
+
+/// The `address` label: the IP connected to, "" when the host's addresses were not resolved.
+fn address_label(a: &AddressReport) -> String {
+    a.address.map(|ip| ip.to_string()).unwrap_or_default()
+}
+
+/// `target`, `mx`, `address` and any further labels of a per-address series.
+fn addr_labels<'a>(
+    r: &'a TargetReport,
+    h: &'a HostReport,
+    addr: &'a str,
+    extra: &[(&'static str, &'a str)],
+) -> Vec<(&'static str, &'a str)> {
+    let mut l = Vec::with_capacity(3 + extra.len());
+    l.extend([
+        ("target", r.target.as_str()),
+        ("mx", h.mx.as_str()),
+        ("address", addr),
+    ]);
+    l.extend_from_slice(extra);
+    l
+}

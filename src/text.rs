@@ -1,0 +1,201 @@
+//! Plain-text rendering of a `TargetReport` for people: the `check` command's output and
+//! `/probe?debug=true`.
+//!
+//! Owns: per MX host and address the DNSSEC state, STARTTLS, certificates, every TLSA
+//! record and whether it matches, the DANE verdict and why; with `verbose`, every DNS
+//! answer and the SMTP transcript.
+//! Not here: probing (`probe`), the CLI command (`check`), metrics (`metrics`).
+
+use std::fmt::Write as _;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use crate::model::report::TargetReport;
+
+fn date(ts: i64) -> String {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let days = (ts - now) as f64 / 86_400.0;
+    let when = time::OffsetDateTime::from_unix_timestamp(ts)
+        .map(|t| {
+            format!(
+                "{:04}-{:02}-{:02} {:02}:{:02}Z",
+                t.year(),
+                u8::from(t.month()),
+                t.day(),
+                t.hour(),
+                t.minute()
+            )
+        })
+        .unwrap_or_else(|_| ts.to_string());
+    if days >= 0.0 {
+        format!("{when} (in {days:.1} days)")
+    } else {
+        format!("{when} ({:.1} days ago)", -days)
+    }
+}
+
+fn short(hex: &str) -> String {
+    if hex.len() > 16 {
+        format!("{}…", &hex[..16])
+    } else {
+        hex.to_string()
+    }
+}
+
+/// The readable report. `verbose` adds every DNS answer and the SMTP transcript.
+pub fn render_text(r: &TargetReport, verbose: bool) -> String {
+    let mut o = String::new();
+    let _ = writeln!(
+        o,
+        "{} ({}): {} in {:.3} s",
+        r.target,
+        r.kind,
+        if r.success { "OK" } else { "PROBLEM" },
+        r.duration_seconds
+    );
+    if let Some(e) = &r.error {
+        let _ = writeln!(o, "  error: {e}");
+    }
+    if let Some(st) = r.mx_dnssec {
+        let mx: Vec<String> = r.mx.iter().map(|(p, h)| format!("{p} {h}")).collect();
+        let _ = writeln!(
+            o,
+            "  MX RRset: {}{}{}: {}",
+            st.as_str(),
+            if r.implicit_mx {
+                ", implicit MX (no MX records)"
+            } else {
+                ""
+            },
+            if r.null_mx { ", null MX" } else { "" },
+            if mx.is_empty() {
+                "-".to_string()
+            } else {
+                mx.join(", ")
+            }
+        );
+    }
+    if verbose {
+        let _ = writeln!(o, "  DNS lookups:");
+        for l in &r.lookups {
+            let _ = write!(
+                o,
+                "    {} {}: {:?}, {}",
+                l.name,
+                l.rtype,
+                l.outcome,
+                l.dnssec.as_str()
+            );
+            if !l.cnames.is_empty() {
+                let _ = write!(o, ", via CNAME {}", l.cnames.join(" → "));
+            }
+            if let Some(t) = l.sig_expiry {
+                let _ = write!(o, ", RRSIG expires {}", date(t));
+            }
+            if let Some(why) = &l.reason {
+                let _ = write!(o, ", {why}");
+            }
+            let _ = writeln!(o);
+        }
+    }
+    for h in &r.hosts {
+        let _ = write!(o, "  host {}", h.mx);
+        if let Some(p) = h.preference {
+            let _ = write!(o, " (preference {p})");
+        }
+        let _ = write!(o, " port {}", h.port);
+        if let Some(st) = h.address_dnssec {
+            let _ = write!(o, ": addresses {}", st.as_str());
+        }
+        if let Some(base) = &h.tlsa_base {
+            let _ = write!(
+                o,
+                ", TLSA base {base} {}",
+                h.tlsa_dnssec.map(|d| d.as_str()).unwrap_or("-")
+            );
+            if h.dane_applies {
+                let _ = write!(o, " ({} records)", h.tlsa_records.len());
+            }
+        }
+        let _ = writeln!(o);
+        for n in &h.notes {
+            let _ = writeln!(o, "    note: {n}");
+        }
+        for a in &h.addresses {
+            let addr = a
+                .address
+                .map(|ip| ip.to_string())
+                .unwrap_or_else(|| "(no address)".into());
+            let _ = write!(o, "    {addr}:");
+            if let Some(s) = &a.smtp {
+                let _ = write!(
+                    o,
+                    " SMTP {}, STARTTLS {}",
+                    if s.smtp_up() { "up" } else { "down" },
+                    if s.starttls_advertised {
+                        "offered"
+                    } else {
+                        "not offered"
+                    }
+                );
+                match &s.tls {
+                    Some(t) => {
+                        let _ = write!(o, ", {} {}", t.version, t.cipher);
+                    }
+                    None => {
+                        if let Some(e) = &s.error {
+                            let _ = write!(o, ", failed: {e} [{}]", e.reason());
+                        }
+                    }
+                }
+            }
+            let _ = writeln!(o);
+            if let Some(d) = a.dane {
+                let _ = writeln!(o, "      DANE {}: {}", d.as_str(), a.why);
+            } else if !a.why.is_empty() {
+                let _ = writeln!(o, "      {}", a.why);
+            }
+            for c in &a.certs {
+                let _ = writeln!(
+                    o,
+                    "      cert {}: subject {}; issuer {}; not after {}; sha256 {}",
+                    c.depth,
+                    c.subject,
+                    c.issuer,
+                    date(c.not_after),
+                    short(&c.sha256)
+                );
+            }
+            for (d, e) in &a.cert_errors {
+                let _ = writeln!(o, "      cert {d}: unparsable: {e}");
+            }
+            for c in &a.tlsa {
+                let _ = writeln!(
+                    o,
+                    "      TLSA {}: {}",
+                    if c.matched { "match   " } else { "no match" },
+                    c.explain()
+                );
+            }
+            match &a.pkix {
+                Some(Ok(())) => {
+                    let _ = writeln!(o, "      PKIX: valid for {}", h.mx);
+                }
+                Some(Err(e)) => {
+                    let _ = writeln!(o, "      PKIX: invalid: {e}");
+                }
+                None => {}
+            }
+            if verbose {
+                if let Some(s) = &a.smtp {
+                    for line in &s.transcript {
+                        let _ = writeln!(o, "      | {line}");
+                    }
+                }
+            }
+        }
+    }
+    o
+}
