@@ -445,3 +445,296 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
     a.why = why;
     a
 }
+
+#[cfg(test)]
+mod tests {
+    //! `judge`: one case per row of the decision order of docs/verdict.md.
+
+    use std::net::IpAddr;
+    use std::sync::OnceLock;
+
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
+    use rustls::pki_types::CertificateDer;
+
+    use super::*;
+    use crate::model::smtp::{ProbeError, TlsFacts};
+
+    const MX: &str = "mx.example.test";
+
+    /// A CA and a leaf for `MX` it signed, as served: leaf first.
+    struct Chain {
+        served: Vec<CertificateDer<'static>>,
+        leaf_spki: Vec<u8>,
+        ca_spki: Vec<u8>,
+    }
+
+    fn chain() -> &'static Chain {
+        static CHAIN: OnceLock<Chain> = OnceLock::new();
+        CHAIN.get_or_init(|| {
+            let ca_key = KeyPair::generate().expect("key");
+            let mut ca = CertificateParams::new(Vec::<String>::new()).expect("params");
+            ca.distinguished_name = rcgen::DistinguishedName::new();
+            ca.distinguished_name.push(DnType::CommonName, "Test CA");
+            ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+            let ca_der = ca.self_signed(&ca_key).expect("self-sign").der().clone();
+            let leaf_key = KeyPair::generate().expect("key");
+            let mut leaf = CertificateParams::new(vec![MX.to_string()]).expect("params");
+            leaf.distinguished_name = rcgen::DistinguishedName::new();
+            leaf.distinguished_name.push(DnType::CommonName, MX);
+            let issuer = Issuer::from_params(&ca, &ca_key);
+            let leaf_der = leaf
+                .signed_by(&leaf_key, &issuer)
+                .expect("sign")
+                .der()
+                .clone();
+            let spki = |der: &CertificateDer<'_>| {
+                let f = cert::facts(0, der.as_ref()).expect("facts");
+                hex::decode(f.spki_sha256).expect("hex")
+            };
+            Chain {
+                leaf_spki: spki(&leaf_der),
+                ca_spki: spki(&ca_der),
+                served: vec![leaf_der, ca_der],
+            }
+        })
+    }
+
+    fn rec(usage: u8, data: Vec<u8>) -> Tlsa {
+        Tlsa {
+            usage,
+            selector: 1,
+            matching: 1,
+            data,
+        }
+    }
+    /// `3 1 1` of the served leaf key.
+    fn ee() -> Tlsa {
+        rec(3, chain().leaf_spki.clone())
+    }
+    /// `2 1 1` of the served CA key.
+    fn ta() -> Tlsa {
+        rec(2, chain().ca_spki.clone())
+    }
+    /// `3 1 1` of a key the server no longer has.
+    fn stale() -> Tlsa {
+        rec(3, vec![0x5a; 32])
+    }
+    /// `1 1 1`: PKIX-EE, not usable for SMTP (RFC 7672 §3.1.3).
+    fn pkix() -> Tlsa {
+        rec(1, chain().leaf_spki.clone())
+    }
+
+    fn plan() -> mx::HostPlan {
+        mx::HostPlan {
+            mx: MX.into(),
+            preference: Some(10),
+            port: 25,
+            next_hop: "example.test".into(),
+            mx_secure: true,
+        }
+    }
+
+    fn dane_host(records: Vec<Tlsa>) -> mx::HostDns {
+        mx::HostDns {
+            addrs: vec![ip()],
+            address_dnssec: Dnssec::Secure,
+            tlsa_base: Some(MX.into()),
+            tlsa_records: records,
+            tlsa_dnssec: Some(Dnssec::Secure),
+            dane_applies: true,
+            ..Default::default()
+        }
+    }
+
+    fn ip() -> IpAddr {
+        IpAddr::from([192, 0, 2, 25])
+    }
+
+    /// An SMTP session that completed TLS with the test chain.
+    fn tls_ok() -> SmtpReport {
+        let mut s = SmtpReport::new(SocketAddr::new(ip(), 25));
+        s.connected = true;
+        s.starttls_advertised = true;
+        s.tls = Some(TlsFacts {
+            version: "TLSv1.3".into(),
+            cipher: "TLS13_AES_128_GCM_SHA256".into(),
+            chain: chain().served.clone(),
+            chain_len: 2,
+            handshake_seconds: 0.01,
+        });
+        s
+    }
+
+    /// An SMTP session whose server did not offer STARTTLS.
+    fn no_starttls() -> SmtpReport {
+        let mut s = SmtpReport::new(SocketAddr::new(ip(), 25));
+        s.connected = true;
+        s.error = Some(ProbeError::StartTlsNotOffered);
+        s
+    }
+
+    fn address(address: Option<IpAddr>, smtp: Option<SmtpReport>) -> AddressReport {
+        AddressReport {
+            address,
+            smtp: smtp.map(Arc::new),
+            certs: Vec::new(),
+            cert_errors: Vec::new(),
+            pkix: None,
+            tlsa: Vec::new(),
+            dane: None,
+            why: String::new(),
+        }
+    }
+
+    fn verdict(hd: &mx::HostDns, a: AddressReport) -> (DaneStatus, String) {
+        let a = judge(&plan(), hd, a);
+        (
+            a.dane.expect("every DNS target address gets a verdict"),
+            a.why,
+        )
+    }
+
+    #[test]
+    fn failed_or_bogus_host_lookup_is_dns_failure_before_anything_else() {
+        // RFC 7672 §2.2: a failed lookup is not "no DANE"; the sender defers.
+        let mut hd = dane_host(vec![ee()]);
+        hd.dns_failure = Some("TLSA lookup of _25._tcp.mx.example.test is bogus (x)".into());
+        let (st, why) = verdict(&hd, address(Some(ip()), Some(tls_ok())));
+        assert_eq!(st, DaneStatus::DnsFailure);
+        assert!(why.starts_with("TLSA lookup of _25._tcp.mx.example.test is bogus"));
+        assert!(why.ends_with("a DANE sender defers"), "{why}");
+    }
+
+    #[test]
+    fn host_without_addresses_is_dns_failure() {
+        // RFC 7672 §2.2.1: no address, no delivery; not a reason to fall back.
+        let hd = mx::HostDns::default();
+        let (st, why) = verdict(&hd, address(None, None));
+        assert_eq!(st, DaneStatus::DnsFailure);
+        assert!(why.contains("no address records"), "{why}");
+    }
+
+    #[test]
+    fn dane_not_applicable_is_none_with_its_reason() {
+        // RFC 7672 §2.2: no secure TLSA RRset, no DANE; the TLS outcome does not matter.
+        let hd = mx::HostDns {
+            addrs: vec![ip()],
+            no_dane_reason: Some(
+                "address records of mx.example.test are insecure: DANE does not apply".into(),
+            ),
+            ..Default::default()
+        };
+        let (st, why) = verdict(&hd, address(Some(ip()), Some(no_starttls())));
+        assert_eq!(st, DaneStatus::None);
+        assert!(why.contains("are insecure: DANE does not apply"), "{why}");
+        let silent = mx::HostDns {
+            addrs: vec![ip()],
+            ..Default::default()
+        };
+        let (st, why) = verdict(&silent, address(Some(ip()), Some(tls_ok())));
+        assert_eq!(st, DaneStatus::None);
+        assert_eq!(why, "no secure TLSA RRset: DANE does not apply");
+    }
+
+    #[test]
+    fn tls_failure_with_dane_in_force_is_failed_whatever_the_records() {
+        // RFC 7672 §2.2, §3.1: with a secure TLSA RRset TLS is mandatory, checked before
+        // usability (Postfix: a host with only unusable records and no STARTTLS defers).
+        for records in [vec![ee()], vec![pkix()]] {
+            let (st, why) = verdict(
+                &dane_host(records),
+                address(Some(ip()), Some(no_starttls())),
+            );
+            assert_eq!(st, DaneStatus::Failed);
+            assert_eq!(
+                why,
+                "TLSA records require TLS, but STARTTLS not advertised: a DANE sender defers"
+            );
+        }
+        let (st, why) = verdict(&dane_host(vec![ee()]), address(Some(ip()), None));
+        assert_eq!(st, DaneStatus::Failed);
+        assert!(why.contains("but no SMTP session"), "{why}");
+        let mut refused = SmtpReport::new(SocketAddr::new(ip(), 25));
+        refused.starttls_advertised = true;
+        let (st, why) = verdict(&dane_host(vec![ee()]), address(Some(ip()), Some(refused)));
+        assert_eq!(st, DaneStatus::Failed);
+        assert!(why.contains("but TLS not established"), "{why}");
+    }
+
+    #[test]
+    fn no_usable_record_is_unauthenticated() {
+        // RFC 7672 §3.1.3 / §2.2: usage 0/1 only → TLS without authentication.
+        let (st, why) = verdict(
+            &dane_host(vec![pkix()]),
+            address(Some(ip()), Some(tls_ok())),
+        );
+        assert_eq!(st, DaneStatus::Unauthenticated);
+        assert!(why.contains("no usable record"), "{why}");
+    }
+
+    #[test]
+    fn matching_record_is_verified_and_named() {
+        // RFC 7672 §3.1.1: DANE-EE matches the leaf key.
+        let hd = dane_host(vec![ee()]);
+        let a = judge(&plan(), &hd, address(Some(ip()), Some(tls_ok())));
+        assert_eq!(a.dane, Some(DaneStatus::Verified));
+        assert!(a.why.starts_with("authenticated by 3 1 1 "), "{}", a.why);
+        assert!(
+            a.why.contains("(depth 0): a DANE sender delivers"),
+            "{}",
+            a.why
+        );
+        // A single published record: there is no second record to lose.
+        assert!(!a.why.contains("safety net"), "{}", a.why);
+        assert_eq!(a.tlsa.len(), 1);
+        assert!(a.tlsa[0].matched);
+    }
+
+    #[test]
+    fn both_records_matching_names_both_without_warning() {
+        // RFC 7672 §3.1.1 (DANE-EE, depth 0) and §3.1.2 (DANE-TA, depth 1).
+        let (st, why) = verdict(
+            &dane_host(vec![ee(), ta()]),
+            address(Some(ip()), Some(tls_ok())),
+        );
+        assert_eq!(st, DaneStatus::Verified);
+        assert!(why.contains("(depth 0), 2 1 1 "), "{why}");
+        assert!(why.contains("(depth 1): a DANE sender delivers"), "{why}");
+        assert!(!why.contains("safety net"), "{why}");
+    }
+
+    #[test]
+    fn one_of_two_usable_records_matching_warns_that_the_safety_net_is_gone() {
+        // RFC 7671 §8.1 rollover: the second record is what keeps mail flowing on the next change.
+        let (st, why) = verdict(
+            &dane_host(vec![stale(), ta()]),
+            address(Some(ip()), Some(tls_ok())),
+        );
+        assert_eq!(st, DaneStatus::Verified);
+        assert!(
+            why.ends_with("but only 1 of 2 usable records matches: the safety net is gone, fix the stale record before the next change"),
+            "{why}"
+        );
+        // An unusable record is no safety net: it does not count as a usable second record.
+        let (st, why) = verdict(
+            &dane_host(vec![pkix(), ee()]),
+            address(Some(ip()), Some(tls_ok())),
+        );
+        assert_eq!(st, DaneStatus::Verified);
+        assert!(!why.contains("safety net"), "{why}");
+    }
+
+    #[test]
+    fn usable_records_none_matching_is_failed() {
+        // RFC 7672 §2.2: usable records, no match → the sender defers.
+        let (st, why) = verdict(
+            &dane_host(vec![stale(), pkix()]),
+            address(Some(ip()), Some(tls_ok())),
+        );
+        assert_eq!(st, DaneStatus::Failed);
+        assert_eq!(
+            why,
+            "no usable TLSA record matches the served chain: a DANE sender defers"
+        );
+    }
+}
