@@ -388,3 +388,274 @@ fn addr_labels<'a>(
     l.extend_from_slice(extra);
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::{Arc, Mutex};
+
+    use prometheus_client::registry::Registry;
+
+    use crate::metrics::{encode_report, EncodedReport, Exposition, ReportSource};
+    use crate::model::fixture::{
+        complete_report, without_host, HOSTILE_SUBJECT, MX1, MX2, NOT_AFTER, SIG_EXPIRY,
+    };
+
+    /// The latest encoded reports, replaced by the test as a scheduler would.
+    #[derive(Debug, Default)]
+    struct Latest(Mutex<Vec<Arc<EncodedReport>>>);
+
+    impl ReportSource for Latest {
+        fn encoded(&self) -> Vec<Arc<EncodedReport>> {
+            self.0.lock().map(|v| v.clone()).unwrap_or_default()
+        }
+    }
+
+    /// `/metrics` (Prometheus text) after the latest probe produced `report`.
+    fn scrape(
+        latest: &Arc<Latest>,
+        exposition: &Exposition,
+        report: crate::model::report::TargetReport,
+    ) -> String {
+        if let Ok(mut v) = latest.0.lock() {
+            *v = vec![Arc::new(encode_report(&Arc::new(report)))];
+        }
+        exposition.render(false).0
+    }
+
+    fn exposition() -> (Arc<Latest>, Exposition) {
+        let latest = Arc::new(Latest::default());
+        let source: Arc<dyn ReportSource> = latest.clone();
+        (latest, Exposition::new(Registry::default(), source))
+    }
+
+    /// Value of the sample `name{…}` whose label set contains every `labels` pair.
+    fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        text.lines().find_map(|l| {
+            let rest = l.strip_prefix(name)?.strip_prefix('{')?;
+            let all = labels
+                .iter()
+                .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            all.then(|| l.rsplit(' ').next()?.parse().ok()).flatten()
+        })
+    }
+
+    #[test]
+    fn complete_report_gives_every_family_a_sample() {
+        let (latest, e) = exposition();
+        let text = scrape(&latest, &e, complete_report());
+        let families: Vec<&str> = text
+            .lines()
+            .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" gauge"))
+            .collect();
+        // The 18 report families of docs/metrics.md (more as they are added).
+        assert!(families.len() >= 18, "{families:?}");
+        for f in &families {
+            assert!(
+                text.lines().any(|l| l.starts_with(&format!("{f}{{"))),
+                "family {f} has no sample in the complete report:\n{text}"
+            );
+        }
+    }
+
+    #[test]
+    fn per_address_families_carry_the_report_values() {
+        let (latest, e) = exposition();
+        let t = scrape(&latest, &e, complete_report());
+        let v4 = [
+            ("target", "example.test"),
+            ("mx", MX1),
+            ("address", "192.0.2.25"),
+        ];
+        let v6 = [
+            ("target", "example.test"),
+            ("mx", MX1),
+            ("address", "2001:db8::25"),
+        ];
+        let mx2 = [
+            ("target", "example.test"),
+            ("mx", MX2),
+            ("address", "198.51.100.25"),
+        ];
+        assert_eq!(
+            sample(&t, "mailtls_probe_success", &[("target", "example.test")]),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(&t, "mailtls_mx_info", &[("mx", MX2), ("preference", "20")]),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&t, "mailtls_mx_null", &[("target", "example.test")]),
+            Some(0.0)
+        );
+        assert_eq!(sample(&t, "mailtls_smtp_up", &v6), Some(1.0));
+        assert_eq!(sample(&t, "mailtls_starttls_advertised", &v4), Some(1.0));
+        assert_eq!(sample(&t, "mailtls_starttls_advertised", &v6), Some(0.0));
+        assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v4), Some(1.0));
+        // Absent, not 0, where STARTTLS was not offered: there was no handshake to fail.
+        assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v6), None);
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_smtp_error_info",
+                &[("address", "2001:db8::25"), ("reason", "no_starttls")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_tls_info",
+                &[
+                    ("address", "192.0.2.25"),
+                    ("version", "TLSv1.3"),
+                    ("cipher", "TLS13_AES_128_GCM_SHA256")
+                ]
+            ),
+            Some(1.0)
+        );
+        let depth1 = [("address", "192.0.2.25"), ("depth", "1")];
+        assert_eq!(
+            sample(&t, "mailtls_cert_not_after_timestamp_seconds", &depth1),
+            Some(NOT_AFTER as f64)
+        );
+        assert!(sample(&t, "mailtls_cert_not_before_timestamp_seconds", &depth1).is_some());
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_cert_info",
+                &[("depth", "1"), ("subject", "CN=Test CA"), ("serial", "01")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(sample(&t, "mailtls_cert_pkix_valid", &v4), Some(1.0));
+        assert_eq!(sample(&t, "mailtls_cert_pkix_valid", &mx2), Some(0.0));
+        assert_eq!(sample(&t, "mailtls_cert_pkix_valid", &v6), None);
+        let ee = format!("3 1 1 {}", "aa".repeat(32));
+        let pkix = format!("1 1 1 {}", "cc".repeat(32));
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_tlsa_record_match",
+                &[("address", "192.0.2.25"), ("record", &ee)]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_tlsa_record_match",
+                &[("address", "192.0.2.25"), ("record", &pkix)]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_tlsa_record_match",
+                &[("address", "2001:db8::25"), ("record", &ee)]
+            ),
+            Some(0.0)
+        );
+        for (labels, state) in [(&v4, "verified"), (&v6, "failed"), (&mx2, "none")] {
+            for s in [
+                "verified",
+                "unauthenticated",
+                "failed",
+                "dns_failure",
+                "none",
+            ] {
+                let mut l = labels.to_vec();
+                l.push(("status", s));
+                let want = if s == state { 1.0 } else { 0.0 };
+                assert_eq!(
+                    sample(&t, "mailtls_dane_status", &l),
+                    Some(want),
+                    "{labels:?} {s}"
+                );
+            }
+        }
+        let tlsa = [("name", "_25._tcp.mx1.example.test"), ("type", "TLSA")];
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_dnssec_status",
+                &[tlsa[0], tlsa[1], ("status", "secure")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_dnssec_status",
+                &[("name", MX2), ("type", "AAAA"), ("status", "insecure")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_dnssec_status",
+                &[("name", "broken.example.test"), ("status", "error")]
+            ),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_dnssec_signature_expiry_timestamp_seconds",
+                &tlsa
+            ),
+            Some(SIG_EXPIRY as f64)
+        );
+        // Only signed RRsets have an expiry.
+        assert_eq!(
+            sample(
+                &t,
+                "mailtls_dnssec_signature_expiry_timestamp_seconds",
+                &[("name", MX2)]
+            ),
+            None
+        );
+    }
+
+    #[test]
+    fn label_values_escape_quote_backslash_and_newline() {
+        // Exposition format: label values escape `\` as `\\`, `"` as `\"`, newline as `\n`.
+        let (latest, e) = exposition();
+        let t = scrape(&latest, &e, complete_report());
+        assert!(HOSTILE_SUBJECT.contains(['"', '\\', '\n']));
+        assert!(
+            t.contains(r#"subject="CN=mx1 \"quoted\" back\\slash\nsecond line""#),
+            "{t}"
+        );
+        // The newline did not break the sample line.
+        assert!(!t.lines().any(|l| l.starts_with("second line")));
+        for l in t.lines().filter(|l| !l.starts_with('#')) {
+            assert!(l.starts_with("mailtls_"), "stray line {l:?}");
+        }
+    }
+
+    #[test]
+    fn series_of_a_host_that_left_the_mx_set_disappear() {
+        let (latest, e) = exposition();
+        let a = complete_report();
+        let before = scrape(&latest, &e, a.clone());
+        assert!(before.contains(&format!("mx=\"{MX2}\"")));
+        assert!(before.contains(&format!("name=\"{MX2}\"")));
+        let after = scrape(&latest, &e, without_host(a, MX2));
+        assert!(!after.contains(MX2), "{after}");
+        assert!(!after.contains("198.51.100.25"), "{after}");
+        // mx1's series and every family header stay.
+        assert_eq!(
+            sample(
+                &after,
+                "mailtls_smtp_up",
+                &[("mx", MX1), ("address", "192.0.2.25")]
+            ),
+            Some(1.0)
+        );
+        let headers = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).count();
+        assert_eq!(headers(&before), headers(&after));
+    }
+}

@@ -11,3 +11,6 @@ pub mod dns;
 pub mod report;
 pub mod smtp;
 pub mod tlsa;
+
+#[cfg(test)]
+pub(crate) mod fixture;

@@ -194,3 +194,89 @@ fn serialize_checks<S: serde::Serializer>(checks: &[RecordCheck], s: S) -> Resul
     }
     seq.end()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{
+        address, complete_report, host, ip, plain_session, report, tls_session,
+    };
+
+    /// One host, one address at 192.0.2.25 with this SMTP session and verdict.
+    fn one(smtp: Option<SmtpReport>, dane: Option<DaneStatus>) -> TargetReport {
+        let a = address(Some(ip("192.0.2.25")), smtp, dane);
+        report(vec![host("mx.example.test", 10, vec![a])])
+    }
+
+    fn tls() -> Option<SmtpReport> {
+        Some(tls_session(ip("192.0.2.25")))
+    }
+
+    #[test]
+    fn success_needs_tls_on_every_address_and_no_deferring_verdict() {
+        // docs/metrics.md `mailtls_probe_success`; "defers" is RFC 7672 §2.2's outcome.
+        let cases: Vec<(&str, TargetReport, bool)> = vec![
+            ("verified", one(tls(), Some(DaneStatus::Verified)), true),
+            (
+                "unauthenticated still delivers",
+                one(tls(), Some(DaneStatus::Unauthenticated)),
+                true,
+            ),
+            (
+                "DANE does not apply",
+                one(tls(), Some(DaneStatus::None)),
+                true,
+            ),
+            ("address target: no verdict", one(tls(), None), true),
+            ("failed defers", one(tls(), Some(DaneStatus::Failed)), false),
+            (
+                "dns_failure defers",
+                one(tls(), Some(DaneStatus::DnsFailure)),
+                false,
+            ),
+            (
+                "no STARTTLS",
+                one(
+                    Some(plain_session(ip("192.0.2.25"))),
+                    Some(DaneStatus::None),
+                ),
+                false,
+            ),
+            ("no SMTP session", one(None, Some(DaneStatus::None)), false),
+            ("one bad address of two", complete_report(), false),
+        ];
+        for (what, r, expect) in cases {
+            assert_eq!(r.compute_success(), expect, "{what}");
+        }
+    }
+
+    #[test]
+    fn success_is_false_on_target_error_null_mx_or_no_address() {
+        let mut error = one(tls(), Some(DaneStatus::Verified));
+        error.error = Some("probe timed out after 10s".into());
+        assert!(!error.compute_success(), "target error");
+
+        let mut null = report(Vec::new());
+        null.null_mx = true;
+        assert!(!null.compute_success(), "null MX (RFC 7505)");
+        assert!(!report(Vec::new()).compute_success(), "no host at all");
+
+        let unresolved = address(None, None, Some(DaneStatus::DnsFailure));
+        let r = report(vec![host("mx.example.test", 10, vec![unresolved])]);
+        assert!(!r.compute_success(), "host without addresses");
+
+        // No address entry at all (probe_host never builds one, but the rule must not pass it).
+        let empty_host = host("mx2.example.test", 20, Vec::new());
+        let r = report(vec![empty_host]);
+        assert!(!r.compute_success(), "hosts but no address at all");
+    }
+
+    #[test]
+    fn worst_verdict_and_summary_count_every_address() {
+        let r = complete_report();
+        assert_eq!(r.worst_dane(), Some(DaneStatus::Failed));
+        assert_eq!(r.dane_summary(), "verified=1 failed=1 none=1");
+        assert_eq!(one(tls(), None).worst_dane(), None);
+        assert_eq!(one(tls(), None).dane_summary(), "");
+    }
+}
