@@ -199,3 +199,123 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
     }
     o
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::fixture::{complete_report, MX1, MX2};
+
+    #[test]
+    fn every_host_address_and_verdict_sentence_appears() {
+        let r = complete_report();
+        let t = render_text(&r, false);
+        assert!(
+            t.starts_with("example.test (domain): PROBLEM in 0.250 s\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("  MX RRset: secure: 10 mx1.example.test, 20 mx2.example.test\n"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("  host {MX1} (preference 10) port 25: addresses secure, TLSA base {MX1} secure (3 records)\n")), "{t}");
+        assert!(
+            t.contains(&format!(
+                "  host {MX2} (preference 20) port 25: addresses insecure\n"
+            )),
+            "{t}"
+        );
+        assert!(
+            t.contains("    note: the MX RRset is insecure (test note)\n"),
+            "{t}"
+        );
+        // Each address: its SMTP facts, then the verdict and the sentence of `judge`.
+        assert!(
+            t.contains(
+                "    192.0.2.25: SMTP up, STARTTLS offered, TLSv1.3 TLS13_AES_128_GCM_SHA256\n"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("    2001:db8::25: SMTP up, STARTTLS not offered, failed: STARTTLS not advertised [no_starttls]\n"), "{t}");
+        for (h, a) in r.addresses() {
+            let d = a.dane.map(|d| d.as_str()).unwrap_or("-");
+            assert!(
+                t.contains(&format!("      DANE {d}: {}\n", a.why)),
+                "{} {d}: {t}",
+                h.mx
+            );
+        }
+        assert!(t.contains("      DANE verified: authenticated by"), "{t}");
+        assert!(
+            t.contains("      DANE failed: TLSA records require TLS"),
+            "{t}"
+        );
+        assert!(
+            t.contains("      DANE none: address records of mx2.example.test are insecure"),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn records_certificates_and_pkix_are_listed_per_address() {
+        let t = render_text(&complete_report(), false);
+        // Every TLSA record with its judgement sentence (RFC 7672 §3.1.3 for the PKIX usage).
+        assert!(t.contains("      TLSA match   : 3 1 1 aaaaaaaa"), "{t}");
+        assert!(t.contains("matches the leaf key\n"), "{t}");
+        assert!(t.contains("      TLSA match   : 2 1 1 bbbbbbbb"), "{t}");
+        assert!(t.contains("matches the trust anchor key at depth 1"), "{t}");
+        assert!(t.contains("      TLSA no match: 1 1 1 cccccccc"), "{t}");
+        assert!(t.contains("is unusable: usage 1 (PKIX-TA/PKIX-EE)"), "{t}");
+        assert_eq!(t.matches("TLSA no match").count(), 1 + 3, "{t}");
+        assert!(
+            t.contains(
+                "      cert 1: subject CN=Test CA; issuer CN=Test CA; not after 2036-01-01 00:00Z"
+            ),
+            "{t}"
+        );
+        assert!(t.contains("; sha256 1111111111111111…\n"), "{t}");
+        assert!(
+            t.contains("      cert 2: unparsable: not a certificate\n"),
+            "{t}"
+        );
+        assert!(t.contains(&format!("      PKIX: valid for {MX1}\n")), "{t}");
+        assert!(
+            t.contains("      PKIX: invalid: certificate expired\n"),
+            "{t}"
+        );
+        // Not verbose: no DNS lookups, no transcript.
+        assert!(
+            !t.contains("DNS lookups:") && !t.contains("      | "),
+            "{t}"
+        );
+    }
+
+    #[test]
+    fn verbose_adds_every_lookup_and_the_transcript() {
+        let t = render_text(&complete_report(), true);
+        assert!(t.contains("  DNS lookups:\n"), "{t}");
+        assert!(t.contains("    _25._tcp.mx1.example.test TLSA: Records, secure, RRSIG expires 2030-01-01 00:00Z"), "{t}");
+        assert!(
+            t.contains("    mx2.example.test AAAA: NoData, insecure\n"),
+            "{t}"
+        );
+        assert!(
+            t.contains("    broken.example.test A: Failed, error\n"),
+            "{t}"
+        );
+        assert!(t.contains("      | S: 220 mx ESMTP\n"), "{t}");
+    }
+
+    #[test]
+    fn target_errors_and_null_mx_are_stated() {
+        let mut r = crate::model::fixture::report(Vec::new());
+        r.null_mx = true;
+        r.mx.clear();
+        r.error = Some("null MX: the domain accepts no mail (RFC 7505)".into());
+        let t = render_text(&r, false);
+        assert!(
+            t.contains("  error: null MX: the domain accepts no mail (RFC 7505)\n"),
+            "{t}"
+        );
+        assert!(t.contains("  MX RRset: secure, null MX: -\n"), "{t}");
+    }
+}

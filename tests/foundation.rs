@@ -3,6 +3,14 @@
 
 mod common;
 
+/// The model under the path `src/model/fixture.rs` names it (`crate::model`), so this test
+/// can run promtool on the very report the unit tests of `metrics` and `text` use.
+mod model {
+    pub use mailtls_exporter::model::*;
+}
+#[path = "../src/model/fixture.rs"]
+mod fixture;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::process::Command;
@@ -254,6 +262,19 @@ fn daemon_reports_starttls_certificates_and_dane_from_the_lab() -> Result<()> {
         landing.body.contains("nostarttls.good.test")
             && landing.body.contains("/probe?target=good.test")
     );
+    Ok(())
+}
+
+#[test]
+fn complete_report_exposition_passes_promtool_in_both_formats() -> Result<()> {
+    // Every report family, a certificate subject with `"`, `\` and a newline (fixture.rs):
+    // both the /metrics text format and /probe's OpenMetrics must parse.
+    let report = Arc::new(fixture::complete_report());
+    let (text, _) = mailtls_exporter::metrics::render_report(report.clone(), false);
+    assert!(text.contains("mailtls_cert_info{") && text.contains("mailtls_dane_status{"));
+    promtool_check(&text)?;
+    let (om, _) = mailtls_exporter::metrics::render_report(report, true);
+    promtool_check(&om)?;
     Ok(())
 }
 
