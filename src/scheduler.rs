@@ -171,12 +171,11 @@ impl Scheduler {
         let ctx = Arc::new(ctx);
         let (stop, stop_rx) = watch::channel(false);
         let sem = Arc::new(Semaphore::new(cfg.concurrency));
-        let spread = FIRST_PROBE_SPREAD.min(cfg.interval);
         let mut tasks = Vec::with_capacity(cfg.targets.len() + 1);
         {
             let mut rng = rand::rng();
             for t in &cfg.targets {
-                let first = spread.mul_f64(rng.random::<f64>());
+                let first = first_delay(cfg.interval, rng.random::<f64>());
                 let phase = cfg.interval.mul_f64(rng.random::<f64>());
                 tasks.push(tokio::spawn(target_loop(
                     t.clone(),
@@ -312,16 +311,25 @@ async fn target_loop(
         let previous = store.insert(&target.name, stored.clone());
         log_change(previous.as_deref(), &report, &stored);
         drop(report);
-        // Next slot: the target's phase within the interval, strictly in the future.
-        let now = Instant::now();
-        let base = epoch + phase;
-        let k = if now > base {
-            (now - base).as_secs_f64() / cfg.interval.as_secs_f64()
-        } else {
-            0.0
-        };
-        next = base + cfg.interval.mul_f64(k.floor() + 1.0);
+        next = next_slot(epoch + phase, cfg.interval, Instant::now());
     }
+}
+
+/// Delay of a target's first probe after (re)start: the fraction `u` ∈ [0, 1) of
+/// [`FIRST_PROBE_SPREAD`], or of the interval when that is shorter.
+fn first_delay(interval: Duration, u: f64) -> Duration {
+    FIRST_PROBE_SPREAD.min(interval).mul_f64(u)
+}
+
+/// The target's next slot: the first `base + k·interval` (k ≥ 0) strictly after `now`,
+/// where `base` is the loop's start plus the target's fixed phase. A probe that overran
+/// skips the slots it missed instead of queueing them.
+fn next_slot(base: Instant, interval: Duration, now: Instant) -> Instant {
+    if now < base {
+        return base;
+    }
+    let k = ((now - base).as_secs_f64() / interval.as_secs_f64()).floor();
+    base + interval.mul_f64(k + 1.0)
 }
 
 fn log_change(previous: Option<&Stored>, r: &TargetReport, now: &Stored) {
@@ -358,6 +366,65 @@ async fn resolver_check(
         tokio::select! {
             _ = tokio::time::sleep(interval) => {}
             _ = stop.changed() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINUTE: Duration = Duration::from_secs(60);
+
+    #[test]
+    fn first_probe_lands_within_the_spread_or_the_interval() {
+        assert_eq!(first_delay(MINUTE, 0.0), Duration::ZERO);
+        assert_eq!(first_delay(MINUTE, 0.5), FIRST_PROBE_SPREAD / 2);
+        assert!(first_delay(MINUTE, 0.999_999) < FIRST_PROBE_SPREAD);
+        // An interval shorter than the spread bounds the first probe instead.
+        let short = Duration::from_secs(4);
+        assert_eq!(first_delay(short, 0.5), Duration::from_secs(2));
+        assert!(first_delay(short, 0.999_999) < short);
+    }
+
+    #[test]
+    fn next_slot_is_the_phase_slot_strictly_after_now() {
+        let epoch = Instant::now();
+        let phase = Duration::from_secs(50);
+        let base = epoch + phase;
+        // After the early first probe (5 s in), the phase slot at 50 s comes next.
+        assert_eq!(
+            next_slot(base, MINUTE, epoch + Duration::from_secs(6)),
+            base
+        );
+        // Just after a slot: the following one.
+        assert_eq!(
+            next_slot(base, MINUTE, base + Duration::from_secs(1)),
+            base + MINUTE
+        );
+        // Exactly on a slot: strictly later, never the same instant twice.
+        assert_eq!(next_slot(base, MINUTE, base + MINUTE), base + 2 * MINUTE);
+    }
+
+    #[test]
+    fn a_probe_that_overran_skips_the_missed_slots() {
+        let base = Instant::now();
+        // A probe that ended 3.5 intervals after the base: the next slot is the 4th.
+        let now = base + MINUTE * 3 + Duration::from_secs(30);
+        assert_eq!(next_slot(base, MINUTE, now), base + MINUTE * 4);
+    }
+
+    #[test]
+    fn slots_keep_the_phase_however_long_the_probes_take() {
+        // Slots stay on base + k·interval: durations of earlier probes never drift the phase.
+        let base = Instant::now();
+        let mut now = base;
+        for probe_secs in [1, 59, 0, 30, 61, 7] {
+            let next = next_slot(base, MINUTE, now + Duration::from_secs(probe_secs));
+            let offset = (next - base).as_secs_f64();
+            assert_eq!(offset % 60.0, 0.0, "{offset}");
+            assert!(next > now + Duration::from_secs(probe_secs));
+            now = next;
         }
     }
 }
