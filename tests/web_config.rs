@@ -1,24 +1,22 @@
 //! `--web.config.file` end to end: the built binary serving TLS and basic auth on
-//! 127.0.0.1, checked with a real TLS client (tokio-rustls) trusting a CA made here (rcgen),
-//! and the start-up refusals of invalid web configs (exit 2, message naming the problem).
+//! 127.0.0.1, checked with a real TLS client (tokio-rustls) trusting the test CA of
+//! `tests/common` (rcgen), and the start-up refusals of invalid web configs (exit 2, message
+//! naming the problem).
 //!
-//! Not here: the file format's finer rules (unit tests in `src/webconfig.rs`), the lab.
+//! Not here: the file format's finer rules (unit tests in `src/webconfig/`), the lab.
 //! No DNS and no mail server: the one configured target is a closed port on 127.0.0.1, so
 //! probes fail quickly, which is all `/metrics` needs.
 
-use std::io::Read as _;
-use std::net::{Ipv4Addr, SocketAddr, TcpListener};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::Arc;
-use std::time::{Duration, Instant};
+mod common;
 
-use anyhow::{anyhow, bail, Context, Result};
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{anyhow, Context, Result};
 use base64::Engine as _;
-use rcgen::{
-    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose,
-};
+use common::{free_port, pki, run_exporter_until_exit, tempdir, test_ca, Daemon, Pki};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
@@ -29,82 +27,7 @@ const IO_TIMEOUT: Duration = Duration::from_secs(5);
 /// bcrypt's minimum cost: the tests are about the protocol, not the work factor.
 const TEST_COST: u32 = 4;
 
-// ---- certificates ----------------------------------------------------------------------------
-
-struct Pki {
-    ca_pem: String,
-    ca_der: CertificateDer<'static>,
-    server_cert_pem: String,
-    server_key_pem: String,
-    client_chain: Vec<CertificateDer<'static>>,
-    client_key_der: Vec<u8>,
-}
-
-fn ca(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>> {
-    let mut params = CertificateParams::new(Vec::<String>::new())?;
-    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    params.distinguished_name.push(DnType::CommonName, name);
-    params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::CrlSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
-}
-
-fn leaf(
-    issuer: &CertifiedIssuer<'static, KeyPair>,
-    names: &[&str],
-    usage: ExtendedKeyUsagePurpose,
-) -> Result<(rcgen::Certificate, KeyPair)> {
-    let key = KeyPair::generate()?;
-    let mut params =
-        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
-    params.distinguished_name.push(DnType::CommonName, names[0]);
-    params.extended_key_usages = vec![usage];
-    let cert = params.signed_by(&key, issuer)?;
-    Ok((cert, key))
-}
-
-fn pki() -> Result<Pki> {
-    let ca = ca("mailtls test CA")?;
-    let (server, server_key) = leaf(
-        &ca,
-        &["localhost", "127.0.0.1"],
-        ExtendedKeyUsagePurpose::ServerAuth,
-    )?;
-    let (client, client_key) = leaf(&ca, &["scraper"], ExtendedKeyUsagePurpose::ClientAuth)?;
-    Ok(Pki {
-        ca_pem: ca.pem(),
-        ca_der: ca.der().clone(),
-        server_cert_pem: server.pem(),
-        server_key_pem: server_key.serialize_pem(),
-        client_chain: vec![client.der().clone()],
-        client_key_der: client_key.serialize_der(),
-    })
-}
-
 // ---- the exporter ----------------------------------------------------------------------------
-
-/// A running exporter; killed on drop.
-struct Exporter {
-    child: Child,
-    port: u16,
-    dir: tempfile::TempDir,
-}
-
-impl Drop for Exporter {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> Result<u16> {
-    Ok(TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?
-        .local_addr()?
-        .port())
-}
 
 /// Writes the exporter config (one `address:` target on a closed port) and `web.yml`.
 fn write_configs(dir: &Path, web_yaml: &str) -> Result<(PathBuf, PathBuf)> {
@@ -121,75 +44,43 @@ fn write_configs(dir: &Path, web_yaml: &str) -> Result<(PathBuf, PathBuf)> {
     Ok((config, web))
 }
 
+/// A running exporter (killed on drop) and the directory of its files.
+struct Exporter {
+    _daemon: Daemon,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
 /// Starts the exporter with `web_yaml` (relative file names resolve in its temp dir, where
 /// the test PKI is written) and waits until its port accepts.
 fn start(pki: &Pki, web_yaml: &str) -> Result<Exporter> {
-    let dir = tempfile::tempdir()?;
+    let dir = tempdir()?;
     std::fs::write(dir.path().join("ca.pem"), &pki.ca_pem)?;
     std::fs::write(dir.path().join("server.crt"), &pki.server_cert_pem)?;
     std::fs::write(dir.path().join("server.key"), &pki.server_key_pem)?;
     let (config, web) = write_configs(dir.path(), web_yaml)?;
-    let port = free_port()?;
-    let child = Command::new(env!("CARGO_BIN_EXE_mailtls_exporter"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{port}"))
-        .arg(format!("--web.config.file={}", web.display()))
-        .arg("--log.level=warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("cannot start the exporter")?;
-    let mut exporter = Exporter { child, port, dir };
-    let deadline = Instant::now() + START_TIMEOUT;
-    let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-    loop {
-        if std::net::TcpStream::connect_timeout(&addr, Duration::from_millis(200)).is_ok() {
-            return Ok(exporter);
-        }
-        if let Some(status) = exporter.child.try_wait()? {
-            let mut err = String::new();
-            if let Some(mut e) = exporter.child.stderr.take() {
-                let _ = e.read_to_string(&mut err);
-            }
-            bail!("exporter exited with {status} before listening: {err}");
-        }
-        if Instant::now() > deadline {
-            bail!("exporter not listening on {addr} after {START_TIMEOUT:?}");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    let web_arg = format!("--web.config.file={}", web.display());
+    let daemon = Daemon::start_listening(&config, &[web_arg.as_str(), "--log.level=warn"])?;
+    let port = daemon.addr.port();
+    Ok(Exporter {
+        _daemon: daemon,
+        port,
+        dir,
+    })
 }
 
 /// Runs the exporter with an invalid web config; returns its exit code and stderr.
 fn start_invalid(web_yaml: &str) -> Result<(Option<i32>, String)> {
-    let dir = tempfile::tempdir()?;
+    let dir = tempdir()?;
     let (config, web) = write_configs(dir.path(), web_yaml)?;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_mailtls_exporter"))
-        .arg(format!("--config.file={}", config.display()))
-        .arg(format!("--web.listen-address=127.0.0.1:{}", free_port()?))
-        .arg(format!("--web.config.file={}", web.display()))
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()?;
-    let deadline = Instant::now() + START_TIMEOUT;
-    let status = loop {
-        if let Some(s) = child.try_wait()? {
-            break s;
-        }
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            bail!("exporter still running with an invalid web config");
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    };
-    let mut err = String::new();
-    if let Some(mut e) = child.stderr.take() {
-        e.read_to_string(&mut err)?;
-    }
-    Ok((status.code(), err))
+    run_exporter_until_exit(
+        &[
+            &format!("--config.file={}", config.display()),
+            &format!("--web.listen-address=127.0.0.1:{}", free_port()?),
+            &format!("--web.config.file={}", web.display()),
+        ],
+        START_TIMEOUT,
+    )
 }
 
 // ---- a small HTTP/1.1 client -----------------------------------------------------------------
@@ -396,7 +287,7 @@ async fn tls_with_basic_auth_serves_only_good_credentials() -> Result<()> {
     );
 
     // A client that does not trust the CA fails the handshake.
-    let stranger = ca("some other CA")?;
+    let stranger = test_ca("some other CA")?;
     let untrusting = tls_client(stranger.der(), None)?;
     let r = https(
         exporter.port,

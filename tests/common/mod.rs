@@ -1,5 +1,6 @@
 //! Shared helpers of the integration tests: the real lab (Knot, Unbound, Postfix; built by
-//! `tests/lab/up.sh`), the built exporter binary, a tiny HTTP client, and posttls-finger.
+//! `tests/lab/up.sh`), the built exporter binary (one-shot or as a daemon), a test PKI
+//! (rcgen), a tiny HTTP client, and posttls-finger.
 //!
 //! The lab is shared by every test binary: `lab()` takes a file lock and (re)builds it only
 //! when it is not answering, so parallel test processes never rebuild it under each other.
@@ -13,6 +14,11 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, Context, Result};
+use rcgen::{
+    BasicConstraints, CertificateParams, CertifiedIssuer, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose,
+};
+use rustls::pki_types::CertificateDer;
 
 /// Where the lab lives unless `MAILTLS_LAB_DIR` says otherwise.
 pub const DEFAULT_LAB_DIR: &str = "/tmp/mailtls-lab";
@@ -142,6 +148,34 @@ pub fn run_exporter(args: &[&str]) -> Result<(i32, String, String)> {
     ))
 }
 
+/// Runs the exporter with `args`, expecting it to exit on its own within `within` (a
+/// refused start-up); returns (exit code, stderr). Killed and an error if it keeps running.
+pub fn run_exporter_until_exit(args: &[&str], within: Duration) -> Result<(Option<i32>, String)> {
+    let mut child = Command::new(exporter_bin())
+        .args(args)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let deadline = Instant::now() + within;
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("exporter still running after {within:?}: {args:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        e.read_to_string(&mut err)?;
+    }
+    Ok((status.code(), err))
+}
+
 /// `check --output=json` on `targets` with `config`; returns the parsed reports.
 pub fn check_json(config: &Path, targets: &[&str]) -> Result<(i32, serde_json::Value)> {
     let cfg = format!("--config.file={}", config.display());
@@ -160,7 +194,27 @@ pub struct Daemon {
 }
 
 impl Daemon {
+    /// Starts the exporter and waits until `/-/healthy` answers 200 over plain HTTP.
     pub fn start(config: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_until(config, extra, "answered /-/healthy", |d| {
+            d.get("/-/healthy").is_ok_and(|r| r.status == 200)
+        })
+    }
+
+    /// Starts the exporter and waits only until its port accepts connections (for a
+    /// `--web.config.file` with TLS or basic auth, where a plain `/-/healthy` cannot pass).
+    pub fn start_listening(config: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_until(config, extra, "listened", |d| {
+            TcpStream::connect_timeout(&d.addr, Duration::from_millis(200)).is_ok()
+        })
+    }
+
+    fn start_until(
+        config: &Path,
+        extra: &[&str],
+        what: &str,
+        ready: impl Fn(&Self) -> bool,
+    ) -> Result<Self> {
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log = config.with_extension("log");
@@ -169,22 +223,22 @@ impl Daemon {
             .arg(format!("--config.file={}", config.display()))
             .arg(format!("--web.listen-address={addr}"))
             .args(extra)
+            .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(logf)
-            .spawn()?;
+            .spawn()
+            .context("cannot start the exporter")?;
         let mut d = Self { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = d.get("/-/healthy") {
-                if r.status == 200 {
-                    return Ok(d);
-                }
+            if ready(&d) {
+                return Ok(d);
             }
             if let Ok(Some(st)) = d.child.try_wait() {
                 bail!("exporter exited with {st}: {}", d.log_text());
             }
             if Instant::now() > deadline {
-                bail!("exporter did not become healthy: {}", d.log_text());
+                bail!("exporter never {what}: {}", d.log_text());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -379,4 +433,65 @@ pub fn exporter_verdicts(report: &serde_json::Value) -> Vec<(String, String, Str
         out.push(("-".into(), "-".into(), v.into()));
     }
     out
+}
+
+// ---- test PKI (rcgen) ------------------------------------------------------------------------
+
+/// A CA, a server certificate for `localhost` and 127.0.0.1, and a client certificate, all
+/// issued by the CA.
+pub struct Pki {
+    pub ca_pem: String,
+    pub ca_der: CertificateDer<'static>,
+    pub server_cert_pem: String,
+    pub server_key_pem: String,
+    pub client_chain: Vec<CertificateDer<'static>>,
+    pub client_key_der: Vec<u8>,
+}
+
+/// A self-signed CA named `name`.
+pub fn test_ca(name: &str) -> Result<CertifiedIssuer<'static, KeyPair>> {
+    let mut params = CertificateParams::new(Vec::<String>::new())?;
+    params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    params.distinguished_name.push(DnType::CommonName, name);
+    params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::CrlSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    Ok(CertifiedIssuer::self_signed(params, KeyPair::generate()?)?)
+}
+
+/// A certificate for `names` (the first is also the CN) issued by `issuer`, for `usage`.
+pub fn test_leaf(
+    issuer: &CertifiedIssuer<'static, KeyPair>,
+    names: &[&str],
+    usage: ExtendedKeyUsagePurpose,
+) -> Result<(rcgen::Certificate, KeyPair)> {
+    let key = KeyPair::generate()?;
+    let mut params =
+        CertificateParams::new(names.iter().map(|s| s.to_string()).collect::<Vec<_>>())?;
+    let cn = names.first().context("a certificate needs a name")?;
+    params.distinguished_name.push(DnType::CommonName, *cn);
+    params.extended_key_usages = vec![usage];
+    let cert = params.signed_by(&key, issuer)?;
+    Ok((cert, key))
+}
+
+/// A fresh test PKI.
+pub fn pki() -> Result<Pki> {
+    let ca = test_ca("mailtls test CA")?;
+    let (server, server_key) = test_leaf(
+        &ca,
+        &["localhost", "127.0.0.1"],
+        ExtendedKeyUsagePurpose::ServerAuth,
+    )?;
+    let (client, client_key) = test_leaf(&ca, &["scraper"], ExtendedKeyUsagePurpose::ClientAuth)?;
+    Ok(Pki {
+        ca_pem: ca.pem(),
+        ca_der: ca.der().clone(),
+        server_cert_pem: server.pem(),
+        server_key_pem: server_key.serialize_pem(),
+        client_chain: vec![client.der().clone()],
+        client_key_der: client_key.serialize_der(),
+    })
 }
