@@ -288,7 +288,7 @@ churn_cert() {
     echo "+$(( $(date +%s) - START ))s cert: $h now serves its $new chain" >>"$OUT/churn.log"
 }
 churn_reload() {
-    local i what="" before code
+    local i="" what="" before code
     if [ $((RANDOM % 2)) = 0 ]; then
         i=$((RANDOM % ${#POOL_LABEL[@]}))
         POOL_ON[i]=$((1 - POOL_ON[i]))
@@ -345,6 +345,7 @@ sample() {
         END{ for (i=1;i<=n;i++) printf ",%d", c[F[i]]+0 }' "$M")
     cache=$(awk '/^mailtls_dns_cache_entries /{print $NF}' "$M")
     probes=$(awk '/^mailtls_probes_total\{/{s+=$NF} END{print s+0}' "$M")
+    LAST_SAMPLE=$(date +%s)
     echo "$el,$rss,$hwm,$fds,$thr,$series$fam,${cache:-},$probes,$(n_targets),$CYCLES,$PASSED,$LEFTOVER,$MISSING,$UNRESOLVED" >>"$CSV"
     say "+$((el / 60))m$((el % 60))s rss $((rss / 1024)) MiB (hwm $((hwm / 1024))), fds $fds, series $series, cycles $CYCLES, checks ok $PASSED leftover $LEFTOVER missing $MISSING unresolved $UNRESOLVED"
 }
@@ -380,7 +381,7 @@ for _ in $(seq 1 $((CHECK_DEADLINE / 2 + 2))); do
     [ $pending = 0 ] && break
     sleep 2; fetch || true; eval_checks
 done
-sample
+[ $(( $(date +%s) - LAST_SAMPLE )) -lt 10 ] || sample
 
 # --- summary
 WARM_SAMPLES=$(( SOAK_WARMUP_MINUTES * 60 / SOAK_SAMPLE_SECONDS ))
