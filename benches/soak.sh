@@ -148,6 +148,7 @@ POOL_YAML=("  - domain: s02.dane.test" "  - host: mx3.dyn.test" "  - address: 12
 POOL_ON=(1 1 1)
 mapfile -t BASE_DOMAINS < <(awk -F'\t' 'NR>1 && $2!="" && $2!="s02.dane.test" && !seen[$2]++ {print $2}' "$LAB_SCENARIOS")
 write_config() {
+    local d j i
     {
         cat <<EOF
 interval: $SOAK_INTERVAL
@@ -318,7 +319,7 @@ churn_reload() {
     echo "+$(( $(date +%s) - START ))s reload: $what" >>"$OUT/churn.log"
 }
 churn() {
-    local steps=(mx tlsa cert reload) i j t
+    local steps=(mx tlsa cert reload) i j t s
     for ((i = ${#steps[@]} - 1; i > 0; i--)); do   # Fisher-Yates with the seeded RANDOM
         j=$((RANDOM % (i + 1))); t=${steps[i]}; steps[i]=${steps[j]}; steps[j]=$t
     done
