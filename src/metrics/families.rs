@@ -448,3 +448,28 @@ fn addr_labels<'a>(
     l.extend_from_slice(extra);
     l
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    // docs/metrics.md, "Bounded exposition": cut at 256 bytes, at a char boundary, then `…`.
+    #[test]
+    fn label_values_are_cut_at_256_bytes_on_a_char_boundary() {
+        assert_eq!(bounded_label("short"), "short");
+        let exact = "a".repeat(MAX_LABEL_BYTES);
+        assert_eq!(bounded_label(&exact), exact);
+        let long = "a".repeat(1000);
+        assert_eq!(bounded_label(&long), format!("{}…", "a".repeat(256)));
+        // 255 ASCII bytes then a 3-byte char straddling the limit: cut before it.
+        let straddle = format!("{}€€", "b".repeat(255));
+        assert_eq!(bounded_label(&straddle), format!("{}…", "b".repeat(255)));
+        for n in 0..8 {
+            let mixed = format!("{}{}", "c".repeat(n), "é€x".repeat(200));
+            let cut = bounded_label(&mixed);
+            let prefix = cut.strip_suffix('…').unwrap_or(&cut);
+            assert!(prefix.len() <= MAX_LABEL_BYTES && prefix.len() > MAX_LABEL_BYTES - 4);
+            assert!(mixed.starts_with(prefix));
+        }
+    }
+}
