@@ -9,7 +9,9 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::model::cert::MAX_EXPORTED_CERTS;
 use crate::model::report::TargetReport;
+use crate::model::tlsa::{exported_checks, MAX_EXPORTED_TLSA_RECORDS};
 
 fn date(ts: i64) -> String {
     let now = SystemTime::now()
@@ -171,12 +173,35 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
             for (d, e) in &a.cert_errors {
                 let _ = writeln!(o, "      cert {d}: unparsable: {e}");
             }
+            if let Some(len) = a
+                .smtp
+                .as_ref()
+                .and_then(|s| s.tls.as_ref())
+                .map(|t| t.chain_len)
+            {
+                if len > MAX_EXPORTED_CERTS {
+                    let _ = writeln!(
+                        o,
+                        "      note: the server sent {len} certificates; the metrics export depth 0-{} only",
+                        MAX_EXPORTED_CERTS - 1
+                    );
+                }
+            }
             for c in &a.tlsa {
+                let state = match (c.matched, c.authenticates) {
+                    (true, true) => "match, authenticates",
+                    (true, false) => "match           ",
+                    _ => "no match        ",
+                };
+                let _ = writeln!(o, "      TLSA {state}: {}", c.explain());
+            }
+            if a.tlsa.len() > MAX_EXPORTED_TLSA_RECORDS {
+                let exported = exported_checks(&a.tlsa).len();
                 let _ = writeln!(
                     o,
-                    "      TLSA {}: {}",
-                    if c.matched { "match   " } else { "no match" },
-                    c.explain()
+                    "      note: {} TLSA records, {exported} exported as series (authenticating and matching records first); the other {} are listed here only",
+                    a.tlsa.len(),
+                    a.tlsa.len() - exported
                 );
             }
             match &a.pkix {

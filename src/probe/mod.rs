@@ -340,7 +340,7 @@ fn verified_why(checks: &[RecordCheck]) -> String {
     let used: Vec<String> = checks
         .iter()
         .filter_map(|c| match c.detail {
-            RecordDetail::Matched { depth } => {
+            RecordDetail::Matched { depth } if c.authenticates => {
                 Some(format!("{} (depth {depth})", short_record(&c.record)))
             }
             _ => None,
@@ -356,7 +356,7 @@ fn verified_why(checks: &[RecordCheck]) -> String {
     );
     if usable > 1 && used.len() == 1 {
         why.push_str(&format!(
-            "; but only 1 of {usable} usable records matches: the safety net is gone, fix the stale record before the next change"
+            "; but only 1 of {usable} usable records authenticates: the safety net is gone, fix the stale record before the next change"
         ));
     }
     why
