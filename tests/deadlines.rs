@@ -2,7 +2,7 @@
 //! of one probe's `timeout`, a slow or silent address fails on its own phase with its own
 //! reason, and the rest of the target's report (other addresses, other MX hosts) is kept.
 //!
-//! Self-contained: SMTP servers on 127.26.208.0/24 and 127.0.0.1, and a small authoritative
+//! Self-contained: SMTP servers on 127.26.208-209.x:25 and 127.0.0.1, and a small authoritative
 //! DNS responder on 127.0.0.1 that the exporter queries in `upstream` mode (it sets AD=1, as
 //! a validating resolver on loopback would), so a target can have a tarpit and a working
 //! server side by side. No lab needed. Time is tokio's paused clock: the 6 s greet pause and
@@ -86,17 +86,24 @@ async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> String {
 /// One SMTP session: `pause` between `220-` and the final `220 ` (postscreen's greet
 /// wait), then EHLO with STARTTLS, then TLS, then whatever the client sends.
 async fn smtp_session(mut s: TcpStream, tls: Arc<rustls::ServerConfig>, pause: Duration) {
-    if s.write_all(b"220-mx.deadline.test ESMTP\r\n").await.is_err() {
+    if s.write_all(b"220-mx.deadline.test ESMTP\r\n")
+        .await
+        .is_err()
+    {
         return;
     }
     tokio::time::sleep(pause).await;
-    if s.write_all(b"220 mx.deadline.test ESMTP\r\n").await.is_err()
+    if s.write_all(b"220 mx.deadline.test ESMTP\r\n")
+        .await
+        .is_err()
         || !read_line(&mut s).await.starts_with("EHLO ")
         || s.write_all(b"250-mx.deadline.test\r\n250-PIPELINING\r\n250 STARTTLS\r\n")
             .await
             .is_err()
         || read_line(&mut s).await != "STARTTLS\r\n"
-        || s.write_all(b"220 2.0.0 Ready to start TLS\r\n").await.is_err()
+        || s.write_all(b"220 2.0.0 Ready to start TLS\r\n")
+            .await
+            .is_err()
     {
         return;
     }
@@ -133,8 +140,9 @@ fn fqdn(name: &str) -> Result<Name> {
     Ok(Name::from_ascii(format!("{name}."))?)
 }
 
-/// The zone the responder serves (all answers secure: AD=1).
-fn zone(pki: &Pki) -> Result<Vec<Record>> {
+/// The zone the responder serves (all answers secure: AD=1); `[tarpit, working1, working2]`
+/// are the addresses of mx1 (the first two) and mx2.
+fn zone(pki: &Pki, [tarpit, working1, working2]: [Ipv4Addr; 3]) -> Result<Vec<Record>> {
     let tlsa = |host: &str| -> Result<Record> {
         Ok(Record::from_rdata(
             fqdn(&format!("_25._tcp.{host}"))?,
@@ -150,17 +158,19 @@ fn zone(pki: &Pki) -> Result<Vec<Record>> {
     Ok(vec![
         Record::from_rdata(fqdn(DOMAIN)?, 300, RData::MX(MX::new(10, fqdn(MX1)?))),
         Record::from_rdata(fqdn(DOMAIN)?, 300, RData::MX(MX::new(20, fqdn(MX2)?))),
-        Record::from_rdata(fqdn(MX1)?, 300, RData::A(A(TARPIT))),
-        Record::from_rdata(fqdn(MX1)?, 300, RData::A(A(WORKING1))),
-        Record::from_rdata(fqdn(MX2)?, 300, RData::A(A(WORKING2))),
+        Record::from_rdata(fqdn(MX1)?, 300, RData::A(A(tarpit))),
+        Record::from_rdata(fqdn(MX1)?, 300, RData::A(A(working1))),
+        Record::from_rdata(fqdn(MX2)?, 300, RData::A(A(working2))),
         tlsa(MX1)?,
         tlsa(MX2)?,
     ])
 }
 
 /// A minimal authoritative responder over UDP on 127.0.0.1: records of `zone` matching the
-/// question, NODATA otherwise, AD=1 on every answer.
-async fn serve_dns(zone: Vec<Record>) -> Result<SocketAddr> {
+/// question, NODATA otherwise, AD=1 on every answer; questions for a name in `silent` are
+/// never answered.
+async fn serve_dns(zone: Vec<Record>, silent: &[&str]) -> Result<SocketAddr> {
+    let silent = silent.iter().map(|n| fqdn(n)).collect::<Result<Vec<_>>>()?;
     let sock = UdpSocket::bind("127.0.0.1:0").await?;
     let addr = sock.local_addr()?;
     tokio::spawn(async move {
@@ -169,6 +179,9 @@ async fn serve_dns(zone: Vec<Record>) -> Result<SocketAddr> {
             let Ok(query) = Message::from_vec(&buf[..n]) else {
                 continue;
             };
+            if query.queries.iter().any(|q| silent.contains(q.name())) {
+                continue;
+            }
             let mut resp = query.clone();
             resp.metadata.message_type = MessageType::Response;
             resp.metadata.authoritative = true;
@@ -190,13 +203,14 @@ async fn serve_dns(zone: Vec<Record>) -> Result<SocketAddr> {
     Ok(addr)
 }
 
-/// A probe context with `timeout: 10s`, upstream validation against `resolver`.
-fn context(resolver: SocketAddr) -> Result<ProbeContext> {
+/// A probe context with `timeout`, upstream validation against `resolver`.
+fn context(resolver: SocketAddr, timeout: Duration) -> Result<ProbeContext> {
     let text = format!(
-        "interval: 1m\ntimeout: 10s\ndns:\n  resolver: {resolver}\n  validation: upstream\nsmtp:\n  helo_name: probe.deadline.test\n"
+        "interval: 1m\ntimeout: {}s\ndns:\n  resolver: {resolver}\n  validation: upstream\nsmtp:\n  helo_name: probe.deadline.test\n",
+        timeout.as_secs()
     );
     let cfg = config::parse(&text, "deadlines.yml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
-    assert_eq!(cfg.timeout, TIMEOUT);
+    assert_eq!(cfg.timeout, timeout);
     Ok(ProbeContext::new(&cfg)?)
 }
 
@@ -233,7 +247,7 @@ async fn postscreen_greet_pause_of_6s_passes_with_timeout_10s() -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     serve_smtp(listener, server_config(&pki)?, Duration::from_secs(6));
-    let ctx = context("127.0.0.1:9".parse()?)?; // address target: no DNS
+    let ctx = context("127.0.0.1:9".parse()?, TIMEOUT)?; // address target: no DNS
     let (report, took) = probe_timed(&ctx, &format!("[127.0.0.1]:{port}")).await?;
     let smtp = address(&report, "127.0.0.1", Ipv4Addr::LOCALHOST)?
         .smtp
@@ -264,7 +278,7 @@ async fn tarpit_fails_with_greeting_timeout_within_the_budget() -> Result<()> {
     let listener = TcpListener::bind("127.0.0.1:0").await?;
     let port = listener.local_addr()?.port();
     let accepted = serve_tarpit(listener);
-    let ctx = context("127.0.0.1:9".parse()?)?;
+    let ctx = context("127.0.0.1:9".parse()?, TIMEOUT)?;
     let (report, took) = probe_timed(&ctx, &format!("[127.0.0.1]:{port}")).await?;
     let a = address(&report, "127.0.0.1", Ipv4Addr::LOCALHOST)?;
     assert_eq!(reason(a), Some("greeting_timeout"), "{a:#?}");
@@ -303,8 +317,8 @@ async fn silent_address_keeps_the_rest_of_its_target() -> Result<()> {
     let accepted = serve_tarpit(tarpit);
     serve_smtp(w1, tls.clone(), Duration::ZERO);
     serve_smtp(w2, tls, Duration::ZERO);
-    let resolver = serve_dns(zone(&pki)?).await?;
-    let ctx = context(resolver)?;
+    let resolver = serve_dns(zone(&pki, [TARPIT, WORKING1, WORKING2])?, &[]).await?;
+    let ctx = context(resolver, TIMEOUT)?;
 
     let (report, took) = probe_timed(&ctx, DOMAIN).await?;
     assert!(took >= TIMEOUT && took <= TIMEOUT + SLACK, "{took:?}");
@@ -357,5 +371,71 @@ async fn silent_address_keeps_the_rest_of_its_target() -> Result<()> {
         Some(1.0),
         "{text}"
     );
+    Ok(())
+}
+
+/// Shorter than the resolver's own per-query timeout (5 s), so the probe deadline is what
+/// ends a silent lookup.
+const SHORT_TIMEOUT: Duration = Duration::from_secs(4);
+
+/// Only a probe whose DNS did not finish in time is reported as timed out as a whole.
+#[tokio::test(start_paused = true)]
+async fn silent_mx_lookup_times_out_the_whole_probe() -> Result<()> {
+    let pki = pki()?;
+    let resolver = serve_dns(zone(&pki, [TARPIT, WORKING1, WORKING2])?, &[DOMAIN]).await?;
+    let ctx = context(resolver, SHORT_TIMEOUT)?;
+    let (report, took) = probe_timed(&ctx, DOMAIN).await?;
+    let error = report.error.as_deref().unwrap_or_default();
+    assert!(
+        error.starts_with("probe timed out after 4s") && error.contains("MX lookup"),
+        "{error}"
+    );
+    assert!(report.hosts.is_empty() && !report.success);
+    assert!(
+        took >= SHORT_TIMEOUT && took <= SHORT_TIMEOUT + SLACK,
+        "{took:?}"
+    );
+    Ok(())
+}
+
+/// One MX host whose address lookups never finish is `dns_failure` on its own; the other
+/// MX host's results are kept and the report is not "timed out".
+#[tokio::test(start_paused = true)]
+async fn silent_host_lookup_fails_only_that_host() -> Result<()> {
+    let pki = pki()?;
+    let tls = server_config(&pki)?;
+    // Not the addresses of `silent_address_keeps_the_rest_of_its_target` (tests run at once).
+    let working2 = Ipv4Addr::new(127, 26, 209, 3);
+    let w2 = TcpListener::bind(SocketAddr::new(working2.into(), 25))
+        .await
+        .context("listening on 127.26.209.3:25 (root or CAP_NET_BIND_SERVICE needed)")?;
+    serve_smtp(w2, tls, Duration::ZERO);
+    let addrs = [
+        Ipv4Addr::new(127, 26, 209, 1),
+        Ipv4Addr::new(127, 26, 209, 2),
+        working2,
+    ];
+    let resolver = serve_dns(zone(&pki, addrs)?, &[MX1]).await?;
+    let ctx = context(resolver, SHORT_TIMEOUT)?;
+    let (report, took) = probe_timed(&ctx, DOMAIN).await?;
+    assert!(report.error.is_none(), "{:?}", report.error);
+    assert!(
+        took >= SHORT_TIMEOUT && took <= SHORT_TIMEOUT + SLACK,
+        "{took:?}"
+    );
+    let mx1 = report
+        .hosts
+        .iter()
+        .find(|h| h.mx == MX1)
+        .context("mx1 missing")?;
+    assert_eq!(mx1.addresses.len(), 1);
+    assert_eq!(mx1.addresses[0].dane, Some(DaneStatus::DnsFailure));
+    assert!(
+        mx1.addresses[0].why.contains("did not finish"),
+        "{}",
+        mx1.addresses[0].why
+    );
+    let a = address(&report, MX2, working2)?;
+    assert_eq!(a.dane, Some(DaneStatus::Verified), "{}", a.why);
     Ok(())
 }

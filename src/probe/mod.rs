@@ -559,3 +559,108 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
     a.why = why;
     a
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    fn key() -> SmtpKey {
+        (SocketAddr::from(([127, 0, 0, 1], 25)), None)
+    }
+
+    fn report(error: Option<ProbeError>) -> Arc<SmtpReport> {
+        let mut r = SmtpReport::new(key().0);
+        r.error = error;
+        Arc::new(r)
+    }
+
+    fn greeting_timeout() -> Option<ProbeError> {
+        Some(ProbeError::GreetingTimeout {
+            after: Duration::from_secs(1),
+        })
+    }
+
+    fn reason(r: &SmtpReport) -> Option<&'static str> {
+        r.error.as_ref().map(ProbeError::reason)
+    }
+
+    // A timeout says "not done by that deadline": it holds for a target with no more time,
+    // not for one with more.
+    #[tokio::test(start_paused = true)]
+    async fn result_cut_short_by_an_earlier_deadline_is_probed_again() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let runs = AtomicUsize::new(0);
+        let now = Instant::now();
+        let slow = |_: Instant| async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            report(greeting_timeout())
+        };
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!(reason(&r), Some("greeting_timeout"));
+        // No more time than the first target: shared.
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!(
+            (reason(&r), runs.load(Ordering::SeqCst)),
+            (Some("greeting_timeout"), 1)
+        );
+        // More time: probed again, under its own deadline, and that result is shared on.
+        let later = now + Duration::from_secs(5);
+        let runs_ref = &runs;
+        let answered = |d: Instant| async move {
+            assert_eq!(d, later, "runs under the asking target's deadline");
+            runs_ref.fetch_add(1, Ordering::SeqCst);
+            report(None)
+        };
+        let r = cache.get(key(), later, answered).await;
+        assert_eq!((reason(&r), runs.load(Ordering::SeqCst)), (None, 2));
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!((reason(&r), runs.load(Ordering::SeqCst)), (None, 2));
+    }
+
+    // What the server said (here: no STARTTLS) holds whoever asks.
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_shared_whatever_the_deadline() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let runs = AtomicUsize::new(0);
+        let now = Instant::now();
+        let fetch = |_: Instant| async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            report(Some(ProbeError::StartTlsNotOffered))
+        };
+        cache.get(key(), now + Duration::from_secs(1), fetch).await;
+        let r = cache.get(key(), now + Duration::from_secs(9), fetch).await;
+        assert_eq!(
+            (reason(&r), runs.load(Ordering::SeqCst)),
+            (Some("no_starttls"), 1)
+        );
+    }
+
+    // A target never waits past its own deadline for a session another target (with more
+    // time) started: the address gets its own reason, the report is not replaced.
+    #[tokio::test(start_paused = true)]
+    async fn joiner_stops_waiting_at_its_own_deadline() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let first = cache.get(key(), now + Duration::from_secs(10), |_| async {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            report(None)
+        });
+        let joiner = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = cache
+                .get(key(), now + Duration::from_secs(2), |_| async {
+                    unreachable!("joins the session in flight")
+                })
+                .await;
+            (r, now.elapsed())
+        };
+        let (a, (b, b_took)) = tokio::join!(first, joiner);
+        assert_eq!(reason(&a), None);
+        assert_eq!(reason(&b), Some("shared_timeout"));
+        assert!(
+            b_took <= Duration::from_secs(2) + SHARED_WAIT_SLACK,
+            "{b_took:?}"
+        );
+    }
+}
