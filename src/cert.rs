@@ -302,6 +302,8 @@ pub struct CertParts<'a> {
     pub spki: &'a [u8],
     /// DER issuer Name.
     pub issuer: &'a [u8],
+    /// DER subject Name.
+    pub subject: &'a [u8],
     /// Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
@@ -329,6 +331,7 @@ pub fn parts(der: &[u8]) -> Option<CertParts<'_>> {
     Some(CertParts {
         spki: cert.tbs_certificate.subject_pki.raw,
         issuer: cert.tbs_certificate.issuer.as_raw(),
+        subject: cert.tbs_certificate.subject.as_raw(),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
     })
@@ -342,6 +345,19 @@ pub fn is_certificate(data: &[u8]) -> bool {
 /// `data` is exactly one DER SubjectPublicKeyInfo.
 pub fn is_spki(data: &[u8]) -> bool {
     matches!(SubjectPublicKeyInfo::from_der(data), Ok((rest, _)) if rest.is_empty())
+}
+
+/// Whether the key in `spki` (DER SubjectPublicKeyInfo) made the signature on certificate
+/// `der` (RFC 5280 §4.1.1.3). Only the signature: no names, dates or constraints. False
+/// when either does not parse or the algorithm is not supported (x509-parser over ring).
+pub fn key_signs(spki: &[u8], der: &[u8]) -> bool {
+    let Ok((rest, key)) = SubjectPublicKeyInfo::from_der(spki) else {
+        return false;
+    };
+    let Ok(cert) = parse(der) else {
+        return false;
+    };
+    rest.is_empty() && cert.verify_signature(Some(&key)).is_ok()
 }
 
 /// A trust anchor made of a bare public key (TLSA `2 1 0`, RFC 7671 §5.2.3): `subject`
@@ -670,6 +686,7 @@ mod tests {
         let p = CertParts {
             spki: &[],
             issuer: &[],
+            subject: &[],
             not_before: 10,
             not_after: 20,
         };

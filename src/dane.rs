@@ -92,34 +92,37 @@ pub fn evaluate(input: &DaneInput<'_>) -> DaneEvaluation {
     let mut verified = None;
     let mut checks = Vec::with_capacity(input.records.len());
     for (index, (record, usable)) in input.records.iter().zip(usability).enumerate() {
-        let (matched, detail) = match usable {
-            Err(why) => (false, RecordDetail::Unusable(why)),
+        let (matched, authenticates, detail) = match usable {
+            Err(why) => (false, false, RecordDetail::Unusable(why)),
             Ok(()) => {
                 any_usable = true;
                 let detail = chain.check(record);
-                let matched = matches!(detail, RecordDetail::Matched { .. });
+                let matched = detail.is_match();
                 let by_matching = strongest_for(&strongest, record);
                 if by_matching > record.matching && !chain.is_empty() {
-                    // Digest agility: Postfix skips this record (RFC 7671 §9).
+                    // Digest agility: Postfix skips this record (RFC 7671 §9). It keeps
+                    // its own match but authenticates nothing.
                     let detail = RecordDetail::Superseded {
                         by_matching,
                         matched,
                     };
-                    (matched, detail)
+                    (matched, false, detail)
                 } else {
+                    let authenticates = matches!(detail, RecordDetail::Matched { .. });
                     if let (None, RecordDetail::Matched { depth }) = (verified, &detail) {
                         verified = Some(Authentication::Verified {
                             record: index,
                             depth: *depth,
                         });
                     }
-                    (matched, detail)
+                    (matched, authenticates, detail)
                 }
             }
         };
         checks.push(RecordCheck {
             record: record.clone(),
             matched,
+            authenticates,
             detail,
         });
     }
@@ -314,17 +317,40 @@ impl<'a> Chain<'a> {
                 }
                 self.check_leaf_name(depth)
             }
-            Err(cert::PkixError::UnknownIssuer) => RecordDetail::AnchorNotServed,
-            // A bare key borrows its subject from the chain: a failed signature means
-            // it signed none of the served certificates.
-            Err(cert::PkixError::BadSignature(_)) if record.selector == SELECTOR_SPKI => {
-                RecordDetail::AnchorNotServed
-            }
-            Err(e) => RecordDetail::AnchorChainInvalid {
-                depth: chain.len(),
-                reason: e.reason(),
+            // RFC 7671 §5.2.3: the record still matches when its key signs a served
+            // certificate; the path from it then failed for another reason (dates, say).
+            Err(e) => match self.signed_by_record(record) {
+                Some(depth) => RecordDetail::AnchorChainInvalid {
+                    depth,
+                    reason: e.reason(),
+                },
+                None => RecordDetail::AnchorNotServed,
             },
         }
+    }
+
+    /// Full `2 x 0` data not served: the depth the record's key would take as the anchor,
+    /// i.e. one above the first served certificate (top of the chain first) whose
+    /// signature it made. Signatures only: no names, dates or path (RFC 7671 §5.2.3
+    /// "matches"). The caller has excluded the leaf's own certificate or key.
+    fn signed_by_record(&self, record: &Tlsa) -> Option<usize> {
+        let (key, subject) = match record.selector {
+            SELECTOR_CERT => {
+                let parts = cert::parts(&record.data)?;
+                (parts.spki, Some(parts.subject))
+            }
+            _ => (record.data.as_slice(), None),
+        };
+        self.certs
+            .iter()
+            .enumerate()
+            .rev()
+            .filter(|(_, served)| {
+                // A certificate anchor signs only under its own name.
+                subject.is_none_or(|subject| served.parts().is_some_and(|p| p.issuer == subject))
+            })
+            .find(|(_, served)| cert::key_signs(key, served.der))
+            .map(|(depth, _)| depth + 1)
     }
 
     /// RFC 7672 §3.2.2: after a DANE-TA anchor verifies, the leaf must name a
@@ -884,18 +910,14 @@ mod tests {
         );
         assert_eq!(e.authentication, Authentication::NotAuthenticated);
         assert_eq!(e.checks[0].detail, RecordDetail::AnchorNotServed);
-        // A full certificate of the same name but another key is a chain failure.
+        // A full certificate of the same name but another key signed nothing served: it
+        // does not match (RFC 7671 §5.2.3), whatever the path builder said.
         let e = eval(
             &[rec(2, 0, 0, &p.fake_int.der)],
             std::slice::from_ref(&p.leaf),
         );
-        assert_eq!(
-            e.checks[0].detail,
-            RecordDetail::AnchorChainInvalid {
-                depth: 1,
-                reason: "bad_signature"
-            }
-        );
+        assert_eq!(e.checks[0].detail, RecordDetail::AnchorNotServed);
+        assert!(!e.checks[0].matched && !e.checks[0].authenticates);
     }
 
     // A second CA: its records do not authenticate the first CA's chain and back.
@@ -927,7 +949,9 @@ mod tests {
         let r = rec(2, 1, 1, &p.int.der);
         let e = eval(std::slice::from_ref(&r), &chain);
         assert_eq!(e.authentication, Authentication::NotAuthenticated);
-        assert!(!e.checks[0].matched);
+        // RFC 7671 §5.2: the record still matches the served CA; it does not authenticate.
+        assert!(e.checks[0].matched);
+        assert!(!e.checks[0].authenticates);
         assert_eq!(
             e.checks[0].detail,
             RecordDetail::NameMismatch {
@@ -936,7 +960,7 @@ mod tests {
             }
         );
         assert!(e.checks[0].explain().ends_with(
-            "matches the trust anchor key at depth 1, but the leaf names none of the reference names (leaf names: other.example.net)"
+            "matches the trust anchor key at depth 1, but does not authenticate: the leaf names none of the reference names (leaf names: other.example.net)"
         ));
         // No reference names at all: nothing to match.
         let e = eval_names(&[r], &full_chain(), &[]);
@@ -1006,7 +1030,7 @@ mod tests {
         );
         assert!(e.checks[0]
             .explain()
-            .ends_with("but the chain to it does not verify (expired)"));
+            .ends_with("but does not authenticate: the chain to it does not verify (expired)"));
         // The expired certificate as the anchor itself fails as well.
         let e = eval(&[rec(2, 1, 1, &p.expired_int.der)], &chain);
         assert_eq!(
@@ -1081,7 +1105,7 @@ mod tests {
         assert_eq!(
             e.checks[0].explain(),
             format!(
-                "3 1 1 {}… matches, but a stronger 3 1 2 record outranks it (digest agility, RFC 7671 §9), so Postfix ignores it",
+                "3 1 1 {}… matches, but does not authenticate: a stronger 3 1 2 record outranks it (digest agility, RFC 7671 §9), so Postfix ignores it",
                 hex::encode(&records[0].data[..6])
             )
         );
@@ -1291,6 +1315,123 @@ mod tests {
         );
     }
 
+    /// (matched, authenticates) of each record.
+    fn facts(e: &DaneEvaluation) -> Vec<(bool, bool)> {
+        e.checks
+            .iter()
+            .map(|c| (c.matched, c.authenticates))
+            .collect()
+    }
+
+    // RFC 7671 §5.2 (matching) vs RFC 7672 §3.1.2 (authentication): a `2 1 1` of the
+    // served CA matches an expired leaf, but the path fails on dates.
+    #[test]
+    fn dane_ta_digest_matches_but_does_not_authenticate_an_expired_leaf() {
+        let p = pki();
+        let chain = [p.expired_leaf.clone(), p.int.der.clone()];
+        let e = eval(&[rec(2, 1, 1, &p.int.der)], &chain);
+        assert_eq!(e.authentication, Authentication::NotAuthenticated);
+        assert_eq!(facts(&e), [(true, false)]);
+        assert!(e.checks[0].explain().contains(
+            "matches the trust anchor key at depth 1, but does not authenticate: the chain to it does not verify (expired)"
+        ));
+    }
+
+    // RFC 7671 §5.2 vs RFC 7672 §3.2.2: a `2 1 1` of the served CA matches a leaf that
+    // names another host, but does not authenticate it.
+    #[test]
+    fn dane_ta_digest_matches_but_does_not_authenticate_a_leaf_of_another_name() {
+        let p = pki();
+        let chain = [p.other_name_leaf.clone(), p.int.der.clone()];
+        let e = eval(&[rec(2, 1, 1, &p.int.der)], &chain);
+        assert_eq!(e.authentication, Authentication::NotAuthenticated);
+        assert_eq!(facts(&e), [(true, false)]);
+        assert!(e.checks[0]
+            .explain()
+            .contains("but does not authenticate: the leaf names none of the reference names"));
+        // The same record with the right leaf does both.
+        let e = eval(&[rec(2, 1, 1, &p.int.der)], &full_chain());
+        assert_eq!(facts(&e), [(true, true)]);
+    }
+
+    // RFC 7671 §9: an outranked record keeps its match but authenticates nothing; the
+    // stronger stale record neither matches nor authenticates.
+    #[test]
+    fn record_outranked_by_digest_agility_matches_but_does_not_authenticate() {
+        let p = pki();
+        let e = eval(&[rec(3, 1, 1, &p.leaf), stale(3, 1, 2)], &full_chain());
+        assert_eq!(e.authentication, Authentication::NotAuthenticated);
+        assert_eq!(facts(&e), [(true, false), (false, false)]);
+        let e = eval(&[rec(2, 1, 1, &p.int.der), stale(2, 1, 2)], &full_chain());
+        assert_eq!(facts(&e), [(true, false), (false, false)]);
+    }
+
+    // RFC 7671 §5.2.3: full `2 1 0` data matches when its key signs the top of the served
+    // chain, also when the CA is not served; it authenticates only with a valid path.
+    #[test]
+    fn dane_ta_full_key_of_an_unserved_ca_matches_by_signature() {
+        let p = pki();
+        let leaf_only = std::slice::from_ref(&p.leaf);
+        let e = eval(&[rec(2, 1, 0, &p.int.der)], leaf_only);
+        assert_eq!(facts(&e), [(true, true)]);
+        // Root key, leaf + intermediate served: the root signs the top (the intermediate).
+        let e = eval(&[rec(2, 1, 0, &p.root.der)], &full_chain()[..2]);
+        assert_eq!(facts(&e), [(true, true)]);
+        // Expired leaf: the key still signed it (match), the path fails on dates.
+        let e = eval(
+            &[rec(2, 1, 0, &p.int.der), rec(2, 0, 0, &p.int.der)],
+            std::slice::from_ref(&p.expired_leaf),
+        );
+        assert_eq!(e.authentication, Authentication::NotAuthenticated);
+        assert_eq!(facts(&e), [(true, false), (true, false)]);
+        assert_eq!(
+            e.checks[0].detail,
+            RecordDetail::AnchorChainInvalid {
+                depth: 1,
+                reason: "expired"
+            }
+        );
+        // A key that signed nothing served: no match (also with its expired leaf).
+        let e = eval(&[rec(2, 1, 0, &p.root2.der)], leaf_only);
+        assert_eq!(facts(&e), [(false, false)]);
+        let e = eval(
+            &[rec(2, 1, 0, &p.root2.der)],
+            std::slice::from_ref(&p.expired_leaf),
+        );
+        assert_eq!(facts(&e), [(false, false)]);
+        assert_eq!(e.checks[0].detail, RecordDetail::AnchorNotServed);
+        // The leaf's own key is never an anchor, though it signs a self-signed leaf.
+        let ss = std::slice::from_ref(&p.self_signed_leaf);
+        let e = eval(&[rec(2, 1, 0, &p.self_signed_leaf)], ss);
+        assert_eq!(facts(&e), [(false, false)]);
+    }
+
+    // RFC 7672 §3.1.3: an unusable record (`0 0 1`, PKIX-TA) neither matches nor
+    // authenticates, even when its data equals a served certificate's digest.
+    #[test]
+    fn unusable_record_neither_matches_nor_authenticates() {
+        let p = pki();
+        let e = eval(
+            &[rec(0, 0, 1, &p.root.der), rec(1, 1, 1, &p.leaf)],
+            &full_chain(),
+        );
+        assert_eq!(e.authentication, Authentication::NoUsableRecords);
+        assert_eq!(facts(&e), [(false, false), (false, false)]);
+    }
+
+    // RFC 7672 §3.1.1: DANE-EE matches and authenticates regardless of dates and names.
+    #[test]
+    fn dane_ee_match_authenticates_whatever_the_dates_and_names() {
+        let p = pki();
+        for leaf in [&p.expired_leaf, &p.other_name_leaf] {
+            let e = eval(
+                &[rec(3, 1, 1, leaf), stale(3, 1, 1)],
+                std::slice::from_ref(leaf),
+            );
+            assert_eq!(facts(&e), [(true, true), (false, false)]);
+        }
+    }
+
     fn arb_record() -> impl Strategy<Value = Tlsa> {
         let len = prop_oneof![Just(32usize), Just(64), 0usize..100];
         (0u8..5, 0u8..3, 0u8..4, len, any::<u8>()).prop_flat_map(
@@ -1310,8 +1451,15 @@ mod tests {
         for (check, record) in e.checks.iter().zip(records) {
             assert_eq!(&check.record, record);
             if usability(record).is_err() {
-                assert!(!check.matched);
+                assert!(!check.matched && !check.authenticates);
             }
+            // Authenticating implies matching; exactly the `Matched` records authenticate.
+            assert!(!check.authenticates || check.matched);
+            assert_eq!(
+                check.authenticates,
+                matches!(check.detail, RecordDetail::Matched { .. })
+            );
+            assert_eq!(check.matched, check.detail.is_match());
             let _ = check.explain();
         }
         if let Authentication::Verified { record, .. } = e.authentication {

@@ -9,7 +9,9 @@
 use std::fmt::Write as _;
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use crate::model::cert::MAX_EXPORTED_CERTS;
 use crate::model::report::TargetReport;
+use crate::model::tlsa::{exported_checks, MAX_EXPORTED_TLSA_RECORDS};
 
 fn date(ts: i64) -> String {
     let now = SystemTime::now()
@@ -34,6 +36,20 @@ fn date(ts: i64) -> String {
     } else {
         format!("{when} ({:.1} days ago)", -days)
     }
+}
+
+/// Certificate names as the server sent them, with control characters (a newline, a
+/// terminal escape) written as escapes, so a hostile certificate cannot forge output lines.
+fn printable(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for c in s.chars() {
+        if c.is_control() {
+            out.extend(c.escape_default());
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn short(hex: &str) -> String {
@@ -162,8 +178,8 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
                     o,
                     "      cert {}: subject {}; issuer {}; not after {}; sha256 {}",
                     c.depth,
-                    c.subject,
-                    c.issuer,
+                    printable(&c.subject),
+                    printable(&c.issuer),
                     date(c.not_after),
                     short(&c.sha256)
                 );
@@ -171,12 +187,35 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
             for (d, e) in &a.cert_errors {
                 let _ = writeln!(o, "      cert {d}: unparsable: {e}");
             }
+            if let Some(len) = a
+                .smtp
+                .as_ref()
+                .and_then(|s| s.tls.as_ref())
+                .map(|t| t.chain_len)
+            {
+                if len > MAX_EXPORTED_CERTS {
+                    let _ = writeln!(
+                        o,
+                        "      note: the server sent {len} certificates; the metrics export depth 0-{} only",
+                        MAX_EXPORTED_CERTS - 1
+                    );
+                }
+            }
             for c in &a.tlsa {
+                let state = match (c.matched, c.authenticates) {
+                    (true, true) => "match, authenticates",
+                    (true, false) => "match           ",
+                    _ => "no match        ",
+                };
+                let _ = writeln!(o, "      TLSA {state}: {}", c.explain());
+            }
+            if a.tlsa.len() > MAX_EXPORTED_TLSA_RECORDS {
+                let exported = exported_checks(&a.tlsa).len();
                 let _ = writeln!(
                     o,
-                    "      TLSA {}: {}",
-                    if c.matched { "match   " } else { "no match" },
-                    c.explain()
+                    "      note: {} TLSA records, {exported} exported as series (authenticating and matching records first); the other {} are listed here only",
+                    a.tlsa.len(),
+                    a.tlsa.len() - exported
                 );
             }
             match &a.pkix {
@@ -259,11 +298,20 @@ mod tests {
     fn records_certificates_and_pkix_are_listed_per_address() {
         let t = render_text(&complete_report(), false);
         // Every TLSA record with its judgement sentence (RFC 7672 §3.1.3 for the PKIX usage).
-        assert!(t.contains("      TLSA match   : 3 1 1 aaaaaaaa"), "{t}");
+        assert!(
+            t.contains("      TLSA match, authenticates: 3 1 1 aaaaaaaa"),
+            "{t}"
+        );
         assert!(t.contains("matches the leaf key\n"), "{t}");
-        assert!(t.contains("      TLSA match   : 2 1 1 bbbbbbbb"), "{t}");
+        assert!(
+            t.contains("      TLSA match, authenticates: 2 1 1 bbbbbbbb"),
+            "{t}"
+        );
         assert!(t.contains("matches the trust anchor key at depth 1"), "{t}");
-        assert!(t.contains("      TLSA no match: 1 1 1 cccccccc"), "{t}");
+        assert!(
+            t.contains("      TLSA no match        : 1 1 1 cccccccc"),
+            "{t}"
+        );
         assert!(t.contains("is unusable: usage 1 (PKIX-TA/PKIX-EE)"), "{t}");
         assert_eq!(t.matches("TLSA no match").count(), 1 + 3, "{t}");
         assert!(
@@ -282,6 +330,9 @@ mod tests {
             t.contains("      PKIX: invalid: certificate expired\n"),
             "{t}"
         );
+        // A newline in a certificate name is shown escaped, never as a line of its own.
+        assert!(t.contains("      cert 0: subject CN=mx1 \"quoted\" back\\slash\\nsecond line; issuer CN=Test CA;"), "{t}");
+        assert!(!t.lines().any(|l| l.starts_with("second line")), "{t}");
         // Not verbose: no DNS lookups, no transcript.
         assert!(
             !t.contains("DNS lookups:") && !t.contains("      | "),

@@ -128,6 +128,7 @@ fn tlsa_record_matches_are_reported_per_record() -> Result<()> {
             "s16.dane.test",
             "s14.dane.test",
             "s19.dane.test",
+            "s06.dane.test",
         ],
     )?;
     let checks = |i: usize| -> Vec<(String, bool)> {
@@ -176,6 +177,46 @@ fn tlsa_record_matches_are_reported_per_record() -> Result<()> {
         checks(3).iter().any(|c| c.0.starts_with("2 1 0 ") && c.1),
         "{:?}",
         checks(3)
+    );
+    // Match (RFC 7671) and authenticates, per record: (record, matched, authenticates).
+    let facts = |i: usize| -> Vec<(String, bool, bool)> {
+        reports[i]["hosts"][0]["addresses"][0]["tlsa"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(|c| {
+                (
+                    c["record"].as_str().unwrap_or("").to_string(),
+                    c["matched"].as_bool().unwrap_or(false),
+                    c["authenticates"].as_bool().unwrap_or(false),
+                )
+            })
+            .collect()
+    };
+    let has = |i: usize, prefix: &str, matched: bool, authenticates: bool| {
+        facts(i)
+            .iter()
+            .any(|c| c.0.starts_with(prefix) && c.1 == matched && c.2 == authenticates)
+    };
+    // s02: the 2 1 1 authenticates, the stale 3 1 1 does neither.
+    assert!(has(0, "2 1 1 ", true, true), "{:?}", facts(0));
+    assert!(has(0, "3 1 1 ", false, false), "{:?}", facts(0));
+    // s16: the 3 1 1 matches but, outranked, does not authenticate.
+    assert!(has(1, "3 1 1 ", true, false), "{:?}", facts(1));
+    // s14: unusable records neither match nor authenticate.
+    assert!(facts(2).iter().all(|c| !c.1 && !c.2), "{:?}", facts(2));
+    // s19: 2 1 0 of the unserved CA matches by signature and authenticates.
+    assert!(has(3, "2 1 0 ", true, true), "{:?}", facts(3));
+    // s06: the 2 1 1 fits the served CA (match) but the leaf names another host: it does
+    // not authenticate (was match 0 before the two facts were split).
+    assert!(has(4, "2 1 1 ", true, false), "{:?}", facts(4));
+    let why = reports[4]["hosts"][0]["addresses"][0]["tlsa"][0]["explanation"]
+        .as_str()
+        .unwrap_or("");
+    assert!(
+        why.contains("matches, but does not authenticate")
+            || why.contains("but does not authenticate: the leaf names none"),
+        "{why}"
     );
     Ok(())
 }

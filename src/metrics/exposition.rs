@@ -231,6 +231,8 @@ pub fn openmetrics_to_text(om: &str) -> String {
 mod tests {
     use super::*;
     use crate::model::dns::Dnssec;
+    use crate::model::report::{AddressReport, DaneStatus, HostReport};
+    use crate::model::tlsa::{RecordCheck, RecordDetail, Tlsa, MAX_EXPORTED_TLSA_RECORDS};
 
     #[test]
     fn openmetrics_counters_become_total_families_in_text_format() {
@@ -287,6 +289,119 @@ mod tests {
         assert!(ctype.starts_with("application/openmetrics-text"));
         assert!(body.ends_with("# EOF\n"));
         assert!(body.contains("(from this probe)") && !body.contains(FROM_LAST));
+    }
+
+    /// One secure DANE host with one address that holds `checks`.
+    fn report_with_records(checks: Vec<RecordCheck>) -> Arc<TargetReport> {
+        let mut r = report("big.test", &[(10, "mx1.big.test")]);
+        let r = Arc::make_mut(&mut r);
+        r.hosts.push(HostReport {
+            mx: "mx1.big.test".into(),
+            preference: Some(10),
+            port: 25,
+            address_dnssec: Some(Dnssec::Secure),
+            tlsa_base: Some("mx1.big.test".into()),
+            tlsa_records: checks.iter().map(|c| c.record.clone()).collect(),
+            tlsa_dnssec: Some(Dnssec::Secure),
+            dane_applies: true,
+            addresses: vec![AddressReport {
+                address: Some("127.0.0.1".parse().expect("literal")),
+                smtp: None,
+                certs: Vec::new(),
+                cert_errors: Vec::new(),
+                pkix: None,
+                tlsa: checks,
+                dane: Some(DaneStatus::Verified),
+                why: String::new(),
+            }],
+            notes: Vec::new(),
+        });
+        Arc::new(r.clone())
+    }
+
+    fn check(i: usize, data_len: usize, matched: bool, authenticates: bool) -> RecordCheck {
+        let mut data = vec![0u8; data_len];
+        data[..8].copy_from_slice(&(i as u64).to_be_bytes());
+        RecordCheck {
+            record: Tlsa {
+                usage: 3,
+                selector: 1,
+                matching: 1,
+                data,
+            },
+            matched,
+            authenticates,
+            detail: RecordDetail::LeafMismatch {
+                leaf_digest: String::new(),
+            },
+        }
+    }
+
+    fn value(line: &str) -> f64 {
+        line.rsplit(' ')
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(f64::NAN)
+    }
+
+    fn series<'a>(body: &'a str, family: &str) -> Vec<&'a str> {
+        let prefix = format!("{family}{{");
+        body.lines().filter(|l| l.starts_with(&prefix)).collect()
+    }
+
+    // docs/metrics.md, "Bounded exposition": at most 32 TLSA records per RRset become
+    // series; the authenticating and matching ones are never among those left out.
+    #[test]
+    fn five_hundred_tlsa_records_give_32_series_per_record_family() {
+        let checks: Vec<RecordCheck> = (0..500)
+            .map(|i| check(i, 32, i == 400 || i == 450, i == 450))
+            .collect();
+        let (body, _) = render_report(report_with_records(checks), true);
+        for family in [
+            "mailtls_tlsa_record_match",
+            "mailtls_tlsa_record_authenticates",
+        ] {
+            let lines = series(&body, family);
+            assert_eq!(lines.len(), MAX_EXPORTED_TLSA_RECORDS, "{family}");
+            let ones = lines.iter().filter(|l| value(l) == 1.0).count();
+            let want = if family.ends_with("match") { 2 } else { 1 };
+            assert_eq!(ones, want, "{family}");
+        }
+        // The first 30 in RRset order fill the rest.
+        let first = Tlsa {
+            usage: 3,
+            selector: 1,
+            matching: 1,
+            data: {
+                let mut d = vec![0u8; 32];
+                d[..8].copy_from_slice(&29u64.to_be_bytes());
+                d
+            },
+        };
+        assert!(body.contains(&format!("record=\"{first}\"")));
+        assert!(body.len() < 32 * 1024, "{} bytes", body.len());
+    }
+
+    // Full `3 0 0` records are long: the record label is cut at 256 bytes, and records
+    // whose cut labels collide give one series, not a duplicate.
+    #[test]
+    fn long_records_are_cut_and_never_duplicated() {
+        let mut a = check(0, 2000, true, true);
+        a.record.matching = 0;
+        a.record.selector = 0;
+        let mut b = a.clone();
+        b.record.data[1999] = 1;
+        b.authenticates = false;
+        let (body, _) = render_report(report_with_records(vec![a, b]), true);
+        let lines = series(&body, "mailtls_tlsa_record_authenticates");
+        assert_eq!(lines.len(), 1, "{lines:?}");
+        assert_eq!(value(lines[0]), 1.0);
+        assert!(lines[0].contains("…\""));
+        let cut = lines[0]
+            .split("record=\"")
+            .nth(1)
+            .and_then(|r| r.split('"').next());
+        assert_eq!(cut.map(str::len), Some(256 + '…'.len_utf8()));
     }
 
     #[test]

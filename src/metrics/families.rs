@@ -4,15 +4,36 @@
 //! Not here: chunking and assembling the exposition (`exposition`), the exporter's own
 //! metrics (`own`). Names and meanings: docs/metrics.md.
 
+use std::borrow::Cow;
 use std::collections::HashSet;
 
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, MetricEncoder};
 use prometheus_client::metrics::MetricType;
 
 use super::FROM_LAST;
-use crate::model::cert::CertFacts;
+use crate::model::cert::{CertFacts, MAX_EXPORTED_CERTS};
 use crate::model::dns::Dnssec;
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::model::tlsa::{exported_checks, RecordCheck};
+
+/// Longest label value taken from the network (certificate names and serials, TLSA
+/// records), in bytes; longer values are cut at a char boundary and end in `…`
+/// (docs/metrics.md, "Bounded exposition"). Prometheus' `label_value_length_limit` would
+/// otherwise fail the whole scrape.
+pub const MAX_LABEL_BYTES: usize = 256;
+
+/// `v` itself when it has at most [`MAX_LABEL_BYTES`] bytes, else its longest prefix of at
+/// most that many bytes that ends on a char boundary, followed by `…`.
+pub fn bounded_label(v: &str) -> Cow<'_, str> {
+    if v.len() <= MAX_LABEL_BYTES {
+        return Cow::Borrowed(v);
+    }
+    let mut end = MAX_LABEL_BYTES;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Cow::Owned(format!("{}…", v.get(..end).unwrap_or_default()))
+}
 
 /// Encodes all report metrics for `reports`, family by family (the order of the
 /// exposition, see docs/metrics.md).
@@ -249,7 +270,7 @@ fn cert_families(
         family(enc, name, help, reports, |m, r| {
             for (h, a) in r.addresses() {
                 let addr = address_label(a);
-                for c in &a.certs {
+                for c in exported_certs(a) {
                     let depth = c.depth.to_string();
                     gauge(
                         m,
@@ -281,8 +302,10 @@ fn cert_families(
         |m, r| {
             for (h, a) in r.addresses() {
                 let addr = address_label(a);
-                for c in &a.certs {
+                for c in exported_certs(a) {
                     let depth = c.depth.to_string();
+                    let (subject, issuer) = (bounded_label(&c.subject), bounded_label(&c.issuer));
+                    let serial = bounded_label(&c.serial);
                     gauge(
                         m,
                         &addr_labels(
@@ -291,9 +314,9 @@ fn cert_families(
                             &addr,
                             &[
                                 ("depth", depth.as_str()),
-                                ("subject", c.subject.as_str()),
-                                ("issuer", c.issuer.as_str()),
-                                ("serial", c.serial.as_str()),
+                                ("subject", subject.as_ref()),
+                                ("issuer", issuer.as_ref()),
+                                ("serial", serial.as_ref()),
                                 ("sha256", c.sha256.as_str()),
                             ],
                         ),
@@ -304,7 +327,27 @@ fn cert_families(
             Ok(())
         },
     )?;
+    family(
+        enc,
+        "mailtls_cert_chain_length",
+        "Number of certificates the server sent (at most 10 are exported as cert series, depth 0-9)",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[]), t.chain_len as f64)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
     Ok(())
+}
+
+/// The certificates exported as series: depth 0 to `MAX_EXPORTED_CERTS` - 1.
+fn exported_certs(a: &AddressReport) -> impl Iterator<Item = &CertFacts> {
+    a.certs.iter().filter(|c| c.depth < MAX_EXPORTED_CERTS)
 }
 
 /// Per address: each TLSA record's match and the DANE verdict.
@@ -312,16 +355,33 @@ fn dane_families(
     enc: &mut DescriptorEncoder,
     reports: &[&TargetReport],
 ) -> Result<(), std::fmt::Error> {
-    family(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches the chain the address served (RFC 7671/7672: DANE-EE at depth 0, DANE-TA at depth 1 or more; unusable records are 0)", reports, |m, r| {
-        for (h, a) in r.addresses() {
-            let addr = address_label(a);
-            for c in &a.tlsa {
-                let rec = c.record.presentation();
-                gauge(m, &addr_labels(r, h, &addr, &[("record", rec.as_str())]), b(c.matched))?;
+    let per_record = |enc: &mut DescriptorEncoder,
+                      name: &str,
+                      help: &str,
+                      f: &dyn Fn(&RecordCheck) -> bool|
+     -> Result<(), std::fmt::Error> {
+        family(enc, name, help, reports, |m, r| {
+            for (h, a) in r.addresses() {
+                let addr = address_label(a);
+                // Cut record labels could collide: the first one wins (RRset order).
+                let mut seen = HashSet::new();
+                for c in exported_checks(&a.tlsa) {
+                    let rec = c.record.presentation();
+                    let rec = bounded_label(&rec).into_owned();
+                    if seen.insert(rec.clone()) {
+                        gauge(
+                            m,
+                            &addr_labels(r, h, &addr, &[("record", rec.as_str())]),
+                            b(f(c)),
+                        )?;
+                    }
+                }
             }
-        }
-        Ok(())
-    })?;
+            Ok(())
+        })
+    };
+    per_record(enc, "mailtls_tlsa_record_match", "1 when this published TLSA record matches (RFC 7671) a certificate the address served at an eligible depth (DANE-EE: depth 0; DANE-TA: depth 1 or more, or the key that signs the chain for 2 x 0); dates, names, path and digest agility do not enter; unusable records are 0", &|c| c.matched)?;
+    per_record(enc, "mailtls_tlsa_record_authenticates", "1 when this TLSA record alone would let a DANE-enforcing sender authenticate the address: it matches, is usable, is not outranked by digest agility, and for DANE-TA the chain verifies with valid dates and the leaf names a reference identifier", &|c| c.authenticates)?;
     family(enc, "mailtls_dane_status", "DANE verdict per MX address, as a DANE-enforcing sender reaches it (state set: verified, unauthenticated, failed, dns_failure, none)", reports, |m, r| {
         for (h, a) in r.addresses() {
             let Some(st) = a.dane else { continue };
@@ -447,8 +507,8 @@ mod tests {
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" gauge"))
             .collect();
-        // The 18 report families of docs/metrics.md (more as they are added).
-        assert!(families.len() >= 18, "{families:?}");
+        // The 20 report families of docs/metrics.md (more as they are added).
+        assert!(families.len() >= 20, "{families:?}");
         for f in &families {
             assert!(
                 text.lines().any(|l| l.starts_with(&format!("{f}{{"))),
@@ -557,6 +617,17 @@ mod tests {
             ),
             Some(0.0)
         );
+        let authenticates = |addr: &str, rec: &str| {
+            sample(
+                &t,
+                "mailtls_tlsa_record_authenticates",
+                &[("address", addr), ("record", rec)],
+            )
+        };
+        assert_eq!(authenticates("192.0.2.25", &ee), Some(1.0));
+        assert_eq!(authenticates("192.0.2.25", &pkix), Some(0.0));
+        assert_eq!(authenticates("2001:db8::25", &ee), Some(0.0));
+        assert_eq!(sample(&t, "mailtls_cert_chain_length", &v4), Some(2.0));
         for (labels, state) in [(&v4, "verified"), (&v6, "failed"), (&mx2, "none")] {
             for s in [
                 "verified",
@@ -657,5 +728,27 @@ mod tests {
         );
         let headers = |t: &str| t.lines().filter(|l| l.starts_with("# TYPE")).count();
         assert_eq!(headers(&before), headers(&after));
+    }
+
+    use super::{bounded_label, MAX_LABEL_BYTES};
+
+    // docs/metrics.md, "Bounded exposition": cut at 256 bytes, at a char boundary, then `…`.
+    #[test]
+    fn label_values_are_cut_at_256_bytes_on_a_char_boundary() {
+        assert_eq!(bounded_label("short"), "short");
+        let exact = "a".repeat(MAX_LABEL_BYTES);
+        assert_eq!(bounded_label(&exact), exact);
+        let long = "a".repeat(1000);
+        assert_eq!(bounded_label(&long), format!("{}…", "a".repeat(256)));
+        // 255 ASCII bytes then a 3-byte char straddling the limit: cut before it.
+        let straddle = format!("{}€€", "b".repeat(255));
+        assert_eq!(bounded_label(&straddle), format!("{}…", "b".repeat(255)));
+        for n in 0..8 {
+            let mixed = format!("{}{}", "c".repeat(n), "é€x".repeat(200));
+            let cut = bounded_label(&mixed);
+            let prefix = cut.strip_suffix('…').unwrap_or(&cut);
+            assert!(prefix.len() <= MAX_LABEL_BYTES && prefix.len() > MAX_LABEL_BYTES - 4);
+            assert!(mixed.starts_with(prefix));
+        }
     }
 }

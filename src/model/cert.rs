@@ -3,6 +3,10 @@
 //! Not here: parsing certificates or validating paths (`cert`).
 //! RFC 5280 §4.1 (fields), RFC 4514 (name strings).
 
+/// Certificates exported as series per address: depth 0 to 9 (docs/metrics.md, "Bounded
+/// exposition"); `mailtls_cert_chain_length` gives the real length, `check` shows them all.
+pub const MAX_EXPORTED_CERTS: usize = 10;
+
 /// What a report shows about one served certificate.
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct CertFacts {

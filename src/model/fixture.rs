@@ -211,16 +211,19 @@ fn dane_host() -> HostReport {
         RecordCheck {
             record: ee_record(),
             matched: true,
+            authenticates: true,
             detail: RecordDetail::Matched { depth: 0 },
         },
         RecordCheck {
             record: ta_record(),
             matched: true,
+            authenticates: true,
             detail: RecordDetail::Matched { depth: 1 },
         },
         RecordCheck {
             record: pkix_record(),
             matched: false,
+            authenticates: false,
             detail: RecordDetail::Unusable(Unusable::PkixUsage(1)),
         },
     ];
@@ -237,6 +240,7 @@ fn dane_host() -> HostReport {
         .map(|r| RecordCheck {
             record: r.clone(),
             matched: false,
+            authenticates: false,
             detail: RecordDetail::NoCertificate,
         })
         .collect();

@@ -175,13 +175,15 @@ impl TargetReport {
     }
 }
 
-/// TLSA checks as `{record, matched, explanation}` objects (JSON output of `check`).
+/// TLSA checks as `{record, matched, authenticates, explanation}` objects (JSON output of
+/// `check`); every record, also those beyond the exported series.
 fn serialize_checks<S: serde::Serializer>(checks: &[RecordCheck], s: S) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeSeq;
     #[derive(Serialize)]
     struct View {
         record: String,
         matched: bool,
+        authenticates: bool,
         explanation: String,
     }
     let mut seq = s.serialize_seq(Some(checks.len()))?;
@@ -189,6 +191,7 @@ fn serialize_checks<S: serde::Serializer>(checks: &[RecordCheck], s: S) -> Resul
         seq.serialize_element(&View {
             record: c.record.presentation(),
             matched: c.matched,
+            authenticates: c.authenticates,
             explanation: c.explain(),
         })?;
     }

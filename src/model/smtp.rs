@@ -241,6 +241,13 @@ pub enum ProbeError {
         #[serde(serialize_with = "serialize_seconds")]
         after: Duration,
     },
+    /// This target joined a session that another target had started with a later
+    /// deadline, and it had not finished by this target's deadline.
+    #[error("the SMTP session shared with another target had not finished after {after:?}")]
+    SharedTimeout {
+        #[serde(serialize_with = "serialize_seconds")]
+        after: Duration,
+    },
 }
 
 impl ProbeError {
@@ -273,7 +280,21 @@ impl ProbeError {
             Self::DataAfterStartTls { .. } => "data_after_starttls",
             Self::Handshake { .. } => "tls_handshake",
             Self::TlsTimeout { .. } => "tls_timeout",
+            Self::SharedTimeout { .. } => "shared_timeout",
         }
+    }
+
+    /// The probe's deadline ended it (not the server's answer): another probe with more
+    /// time left could learn more.
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self,
+            Self::ConnectTimeout { .. }
+                | Self::GreetingTimeout { .. }
+                | Self::ReplyTimeout { .. }
+                | Self::TlsTimeout { .. }
+                | Self::SharedTimeout { .. }
+        )
     }
 
     /// `first_line`: the error is in the first line of the reply.

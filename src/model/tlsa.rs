@@ -120,14 +120,47 @@ pub enum Authentication {
     NoUsableRecords,
 }
 
-/// The judgement of one published record.
+/// The judgement of one published record: two facts from one evaluation (docs/metrics.md,
+/// `mailtls_tlsa_record_match` and `mailtls_tlsa_record_authenticates`).
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct RecordCheck {
     pub record: Tlsa,
-    /// The record matches the chain under RFC 7672 rules, even if digest agility then
-    /// makes Postfix ignore it. False for unusable records.
+    /// RFC 7671 "matches": the association data equals the selected (and hashed) content
+    /// of a certificate the server sent at an eligible depth (usage 3: depth 0; usage 2:
+    /// depth ≥ 1, or for full `2 x 0` data the key or certificate that signs a served
+    /// certificate). Dates, names, path validation and digest agility do not enter.
+    /// False for unusable records.
     pub matched: bool,
+    /// This record alone would let a DANE-enforcing sender authenticate the server: it
+    /// matches, is usable, is not outranked by digest agility, and for usage 2 the chain
+    /// from it verifies with valid dates and the leaf names a reference identifier.
+    /// True exactly when `detail` is `Matched`.
+    pub authenticates: bool,
     pub detail: RecordDetail,
+}
+
+/// TLSA records exported as series per address (docs/metrics.md, "Bounded exposition");
+/// `check` and debug output list every record.
+pub const MAX_EXPORTED_TLSA_RECORDS: usize = 32;
+
+/// Which of `checks` are exported as series when there are more than
+/// [`MAX_EXPORTED_TLSA_RECORDS`]: the authenticating records first, then the matching ones,
+/// then the rest, each in RRset order; the result is in RRset order. So the records that
+/// decide the alerts are never the ones left out.
+pub fn exported_checks(checks: &[RecordCheck]) -> Vec<&RecordCheck> {
+    if checks.len() <= MAX_EXPORTED_TLSA_RECORDS {
+        return checks.iter().collect();
+    }
+    let rank = |c: &RecordCheck| match (c.authenticates, c.matched) {
+        (true, _) => 0u8,
+        (false, true) => 1,
+        (false, false) => 2,
+    };
+    let mut order: Vec<usize> = (0..checks.len()).collect();
+    order.sort_by_key(|&i| (checks.get(i).map_or(3, rank), i));
+    order.truncate(MAX_EXPORTED_TLSA_RECORDS);
+    order.sort_unstable();
+    order.into_iter().filter_map(|i| checks.get(i)).collect()
 }
 
 /// Why a record counts, does not match, or is ignored.
@@ -135,7 +168,8 @@ pub struct RecordCheck {
 #[serde(rename_all = "snake_case")]
 pub enum RecordDetail {
     Unusable(Unusable),
-    /// Usable, matched, and counts for the verdict.
+    /// Usable, matches, not outranked, and (DANE-TA) the chain and the leaf name verify:
+    /// this record authenticates the server and counts for the verdict.
     Matched {
         depth: usize,
     },
@@ -151,20 +185,39 @@ pub enum RecordDetail {
         leaf_digest: String,
     },
     /// DANE-TA: no served certificate at depth ≥ 1 matches (and, for full `2 x 0`
-    /// data, the record's own key signs none of the served certificates).
+    /// data, the record's own key signs none of the served certificates): no match.
     AnchorNotServed,
-    /// DANE-TA: anchor found, but the path leaf → anchor does not verify.
+    /// DANE-TA: the record matches the anchor at `depth`, but the path leaf → anchor does
+    /// not verify (signatures, dates of any certificate on it, CA constraints).
     AnchorChainInvalid {
         depth: usize,
         reason: &'static str,
     },
-    /// DANE-TA: chain verifies, but the leaf names none of the reference identifiers.
+    /// DANE-TA: the record matches and the chain verifies, but the leaf names none of the
+    /// reference identifiers.
     NameMismatch {
         depth: usize,
         names_in_cert: Vec<String>,
     },
     /// The server sent no certificate.
     NoCertificate,
+}
+
+impl RecordDetail {
+    /// The record matches in RFC 7671's sense (`RecordCheck::matched`), whatever came of
+    /// the path, the dates and the names. For `Superseded`, its own match.
+    pub fn is_match(&self) -> bool {
+        match self {
+            Self::Matched { .. } | Self::AnchorChainInvalid { .. } | Self::NameMismatch { .. } => {
+                true
+            }
+            Self::Superseded { matched, .. } => *matched,
+            Self::Unusable(_)
+            | Self::LeafMismatch { .. }
+            | Self::AnchorNotServed
+            | Self::NoCertificate => false,
+        }
+    }
 }
 
 impl RecordCheck {
@@ -186,9 +239,13 @@ impl RecordCheck {
             ),
             RecordDetail::Superseded { by_matching, matched } => {
                 let stronger = format!("{} {} {by_matching}", rec.usage, rec.selector);
-                let state = if *matched { "matches" } else { "does not match" };
+                let state = if *matched {
+                    "matches, but does not authenticate:"
+                } else {
+                    "does not match, and"
+                };
                 format!(
-                    "{short} {state}, but a stronger {stronger} record outranks it (digest agility, RFC 7671 §9), so Postfix ignores it"
+                    "{short} {state} a stronger {stronger} record outranks it (digest agility, RFC 7671 §9), so Postfix ignores it"
                 )
             }
             RecordDetail::LeafMismatch { leaf_digest } if leaf_digest.is_empty() => {
@@ -210,7 +267,7 @@ impl RecordCheck {
                 format!("{short} names a CA the server did not send")
             }
             RecordDetail::AnchorChainInvalid { depth, reason } => format!(
-                "{short} matches the trust anchor {object} at depth {depth}, but the chain to it does not verify ({reason})"
+                "{short} matches the trust anchor {object} at depth {depth}, but does not authenticate: the chain to it does not verify ({reason})"
             ),
             RecordDetail::NameMismatch {
                 depth,
@@ -222,7 +279,7 @@ impl RecordCheck {
                     names_in_cert.join(", ")
                 };
                 format!(
-                    "{short} matches the trust anchor {object} at depth {depth}, but the leaf names none of the reference names (leaf names: {names})"
+                    "{short} matches the trust anchor {object} at depth {depth}, but does not authenticate: the leaf names none of the reference names (leaf names: {names})"
                 )
             }
             RecordDetail::NoCertificate => {

@@ -2,7 +2,13 @@
 //!
 //! Owns: the order of steps for a next hop, the per-target deadline, sharing SMTP probes of
 //! an address between targets within a round ([`SmtpCache`]), and assembling a plain
-//! [`TargetReport`]. Steps live in their own files: `dns` (lookups + DNSSEC), `mx` (which
+//! [`TargetReport`].
+//!
+//! Deadline: one instant per target probe (`timeout` after its start). Every DNS step and
+//! every SMTP/TLS phase ends at it on its own, so a slow or silent address fails on its own
+//! phase with its own reason and the rest of the report is kept. Only a probe whose DNS did
+//! not finish in time is reported as timed out as a whole; an outer timeout, slightly later,
+//! is a last resort for a step that would not end by itself. Steps live in their own files: `dns` (lookups + DNSSEC), `mx` (which
 //! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
@@ -12,27 +18,39 @@ pub mod mx;
 pub mod smtp;
 pub mod tls;
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use rustls::pki_types::UnixTime;
+use tokio::time::{timeout_at, Instant};
 
 use crate::cert::{self, PkixRoots};
 use crate::config::Config;
 use crate::dane::{self, DaneInput};
 use crate::model::dns::{Answer, Dnssec};
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
-use crate::model::smtp::SmtpReport;
+use crate::model::smtp::{ProbeError, SmtpReport};
 use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
 use cache::Coalescing;
 use dns::Dns;
 use smtp::SmtpOptions;
 
-/// Per-phase SMTP timeouts never exceed this, however long the target timeout.
-pub const MAX_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long after the target deadline the last-resort timeout replaces the whole report.
+/// Every step ends at the deadline by itself; this only catches one that would not.
+pub const LAST_RESORT_SLACK: Duration = Duration::from_secs(1);
+/// How long past its own deadline a target waits for an SMTP session it shares with
+/// another target (which may have a later deadline). Shorter than [`LAST_RESORT_SLACK`], so
+/// the address gets its own reason rather than the whole report being replaced; long
+/// enough that a target's own session, cut at that same deadline, finishes first.
+const SHARED_WAIT_SLACK: Duration = Duration::from_millis(250);
+/// How often a target re-probes an address whose shared result was cut short by another
+/// target's earlier deadline (each attempt runs under its own deadline, so one suffices
+/// unless yet another target's earlier session is joined meanwhile).
+const MAX_SHARED_ATTEMPTS: usize = 3;
 
 /// Everything a probe needs that outlives it: resolver, TLS config, roots, shared SMTP results.
 pub struct ProbeContext {
@@ -40,7 +58,7 @@ pub struct ProbeContext {
     pub tls: Arc<rustls::ClientConfig>,
     pub roots: Arc<PkixRoots>,
     pub helo_name: String,
-    /// Deadline of one target probe (DNS + all MX hosts).
+    /// Budget of one target probe (DNS + all MX hosts), from its start.
     pub timeout: Duration,
     pub smtp_cache: SmtpCache,
     /// SMTP dialogues actually run (cache misses).
@@ -95,11 +113,29 @@ type SmtpKey = (SocketAddr, Option<String>);
 /// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
 pub const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
 
+/// One shared SMTP result and the deadline it ran under.
+#[derive(Clone)]
+struct Shared {
+    report: Arc<SmtpReport>,
+    deadline: Instant,
+}
+
+impl Shared {
+    /// A result that the deadline cut short (a `*_timeout`) says "not done by
+    /// `self.deadline`": it holds for a target whose deadline is no later, but a target
+    /// with more time left must probe again rather than inherit a timeout it would not have
+    /// had. Any other result is what the server said, whoever asked.
+    fn holds_for(&self, deadline: Instant) -> bool {
+        !self.report.error.as_ref().is_some_and(|e| e.is_timeout()) || self.deadline >= deadline
+    }
+}
+
 /// SMTP results shared between targets that point at the same address within a round:
-/// filled by the first prober, awaited by the others, reused for `max_age`.
+/// filled by the first prober, awaited by the others, reused for `max_age`; deadline-aware
+/// (see [`SmtpCache::get`]).
 pub struct SmtpCache {
     max_age: Duration,
-    results: Coalescing<SmtpKey, Arc<SmtpReport>>,
+    results: Coalescing<SmtpKey, Shared>,
 }
 
 impl SmtpCache {
@@ -108,6 +144,49 @@ impl SmtpCache {
             max_age,
             results: Coalescing::new(MAX_SHARED_SMTP_RESULTS),
         }
+    }
+
+    /// The result for `key` for a target whose deadline is `deadline`:
+    /// - a cached or in-flight result is shared, but waited for only until the target's own
+    ///   deadline (a session started by a target with a later deadline may run longer);
+    ///   if it has not finished by then, the address fails with `shared_timeout`;
+    /// - a result cut short by an earlier deadline than this target's is not inherited: it
+    ///   counts as expired and the address is probed again under this target's deadline.
+    async fn get<F, Fut>(&self, key: SmtpKey, deadline: Instant, fetch: F) -> Arc<SmtpReport>
+    where
+        F: Fn(Instant) -> Fut,
+        Fut: Future<Output = Arc<SmtpReport>>,
+    {
+        let ttl = |s: &Shared| {
+            if s.holds_for(deadline) {
+                self.max_age
+            } else {
+                Duration::ZERO
+            }
+        };
+        let joined = Instant::now();
+        let mut last = None;
+        for _ in 0..MAX_SHARED_ATTEMPTS {
+            let run = || async {
+                Shared {
+                    report: fetch(deadline).await,
+                    deadline,
+                }
+            };
+            let wait = self.results.get_or_fetch(key.clone(), ttl, run);
+            match timeout_at(deadline + SHARED_WAIT_SLACK, wait).await {
+                Ok(s) if s.holds_for(deadline) => return s.report,
+                Ok(s) => last = Some(s.report),
+                Err(_) => break,
+            }
+        }
+        last.unwrap_or_else(|| {
+            let mut r = SmtpReport::new(key.0);
+            r.error = Some(ProbeError::SharedTimeout {
+                after: joined.elapsed(),
+            });
+            Arc::new(r)
+        })
     }
 }
 
@@ -128,7 +207,9 @@ pub async fn probe_target(
     opts: ProbeOptions,
 ) -> TargetReport {
     let started = Instant::now();
-    let mut report = match tokio::time::timeout(ctx.timeout, run(ctx, target, hop, opts)).await {
+    let deadline = started + ctx.timeout;
+    let probe = run(ctx, target, hop, opts, deadline);
+    let mut report = match timeout_at(deadline + LAST_RESORT_SLACK, probe).await {
         Ok(r) => r,
         Err(_) => {
             let mut r = empty_report(target, hop);
@@ -159,12 +240,23 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
     }
 }
 
-async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions) -> TargetReport {
+/// The report's error when the DNS a probe depends on did not finish by its deadline.
+fn dns_timed_out(ctx: &ProbeContext, what: &str) -> String {
+    format!("probe timed out after {:?}: {what}", ctx.timeout)
+}
+
+async fn run(
+    ctx: &ProbeContext,
+    target: &str,
+    hop: &NextHop,
+    opts: ProbeOptions,
+    deadline: Instant,
+) -> TargetReport {
     let mut report = empty_report(target, hop);
     match hop {
         NextHop::Address { ip, port } => {
             let addr = SocketAddr::new(*ip, *port);
-            let smtp = smtp_probe(ctx, addr, None, opts).await;
+            let smtp = smtp_probe(ctx, addr, None, opts, deadline).await;
             let mut a = observe(ctx, Some(addr.ip()), Some(smtp), None);
             a.why = "address target: no DNS, no DANE verdict".into();
             report.hosts.push(HostReport {
@@ -188,12 +280,18 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
                 next_hop: host.clone(),
                 mx_secure: true,
             };
-            let (h, lookups) = probe_host(ctx, plan, opts).await;
+            let (h, lookups, dns_done) = probe_host(ctx, plan, opts, deadline).await;
+            if !dns_done {
+                report.error = Some(dns_timed_out(ctx, "the host's DNS lookups did not finish"));
+            }
             report.lookups.extend(lookups);
             report.hosts.push(h);
         }
         NextHop::Domain(domain) => {
-            let set = mx::resolve_mx(&ctx.dns, domain).await;
+            let Ok(set) = timeout_at(deadline, mx::resolve_mx(&ctx.dns, domain)).await else {
+                report.error = Some(dns_timed_out(ctx, "the MX lookup did not finish"));
+                return report;
+            };
             report.lookups.push(set.answer.clone());
             report.mx_dnssec = Some(set.answer.dnssec);
             report.implicit_mx = set.implicit;
@@ -208,8 +306,12 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
                 next_hop: domain.clone(),
                 mx_secure,
             });
-            let results = futures::future::join_all(plans.map(|p| probe_host(ctx, p, opts))).await;
-            for (h, lookups) in results {
+            let probes = plans.map(|p| probe_host(ctx, p, opts, deadline));
+            let results = futures::future::join_all(probes).await;
+            if !results.is_empty() && results.iter().all(|(_, _, done)| !done) {
+                report.error = Some(dns_timed_out(ctx, "no MX host's DNS lookups finished"));
+            }
+            for (h, lookups, _) in results {
                 report.lookups.extend(lookups);
                 report.hosts.push(h);
             }
@@ -218,13 +320,28 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
     report
 }
 
-/// DNS for one host (addresses, TLSA), then every address.
+/// DNS for one host (addresses, TLSA), then every address, all by `deadline`. Also says
+/// whether the host's DNS finished in time (if not, the host is `dns_failure`, as it is
+/// for a DANE sender whose lookups time out, and has no address to probe).
 async fn probe_host(
     ctx: &ProbeContext,
     plan: mx::HostPlan,
     opts: ProbeOptions,
-) -> (HostReport, Vec<Arc<Answer>>) {
-    let hd = mx::resolve_host(&ctx.dns, &plan).await;
+    deadline: Instant,
+) -> (HostReport, Vec<Arc<Answer>>, bool) {
+    let (hd, dns_done) = match timeout_at(deadline, mx::resolve_host(&ctx.dns, &plan)).await {
+        Ok(hd) => (hd, true),
+        Err(_) => {
+            let hd = mx::HostDns {
+                dns_failure: Some(format!(
+                    "the address or TLSA lookups of {} did not finish within the probe timeout ({:?})",
+                    plan.mx, ctx.timeout
+                )),
+                ..mx::HostDns::default()
+            };
+            (hd, false)
+        }
+    };
     let sni = hd
         .tlsa_base
         .clone()
@@ -238,7 +355,7 @@ async fn probe_host(
             let sni = sni.clone();
             async move {
                 let addr = SocketAddr::new(*ip, plan.port);
-                let smtp = smtp_probe(ctx, addr, Some(sni), opts).await;
+                let smtp = smtp_probe(ctx, addr, Some(sni), opts, deadline).await;
                 observe(ctx, Some(*ip), Some(smtp), Some(mx_name))
             }
         });
@@ -260,41 +377,38 @@ async fn probe_host(
         addresses,
         notes: hd.notes.clone(),
     };
-    (host, hd.lookups)
+    (host, hd.lookups, dns_done)
 }
 
+/// The SMTP dialogue with `addr` under `deadline`, fresh or shared with other targets.
 async fn smtp_probe(
     ctx: &ProbeContext,
     addr: SocketAddr,
     sni: Option<String>,
     opts: ProbeOptions,
+    deadline: Instant,
 ) -> Arc<SmtpReport> {
-    let phase = (ctx.timeout / 3).min(MAX_PHASE_TIMEOUT);
-    let smtp_opts = SmtpOptions {
-        helo_name: ctx.helo_name.clone(),
-        server_name: sni.clone(),
-        tls: ctx.tls.clone(),
-        connect_timeout: phase,
-        reply_timeout: phase,
-        tls_timeout: phase,
-        transcript: opts.transcript,
-    };
-    let run = || async {
-        ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
-        let mut r = smtp::probe(addr, &smtp_opts).await;
-        if !opts.transcript {
-            r.shrink();
+    let run = |deadline: Instant| {
+        let smtp_opts = SmtpOptions {
+            helo_name: ctx.helo_name.clone(),
+            server_name: sni.clone(),
+            tls: ctx.tls.clone(),
+            deadline,
+            transcript: opts.transcript,
+        };
+        async move {
+            ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
+            let mut r = smtp::probe(addr, &smtp_opts).await;
+            if !opts.transcript {
+                r.shrink();
+            }
+            Arc::new(r)
         }
-        Arc::new(r)
     };
     if opts.fresh || opts.transcript {
-        return run().await;
+        return run(deadline).await;
     }
-    let cache = &ctx.smtp_cache;
-    cache
-        .results
-        .get_or_fetch((addr, sni), |_| cache.max_age, run)
-        .await
+    ctx.smtp_cache.get((addr, sni.clone()), deadline, run).await
 }
 
 /// Observation only: certificate facts and PKIX validity of what the address served.
@@ -340,7 +454,7 @@ fn verified_why(checks: &[RecordCheck]) -> String {
     let used: Vec<String> = checks
         .iter()
         .filter_map(|c| match c.detail {
-            RecordDetail::Matched { depth } => {
+            RecordDetail::Matched { depth } if c.authenticates => {
                 Some(format!("{} (depth {depth})", short_record(&c.record)))
             }
             _ => None,
@@ -356,7 +470,7 @@ fn verified_why(checks: &[RecordCheck]) -> String {
     );
     if usable > 1 && used.len() == 1 {
         why.push_str(&format!(
-            "; but only 1 of {usable} usable records matches: the safety net is gone, fix the stale record before the next change"
+            "; but only 1 of {usable} usable records authenticates: the safety net is gone, fix the stale record before the next change"
         ));
     }
     why
@@ -448,7 +562,8 @@ fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> Address
 
 #[cfg(test)]
 mod tests {
-    //! `judge`: one case per row of the decision order of docs/verdict.md.
+    //! `judge`: one case per row of the decision order of docs/verdict.md; then the SMTP
+    //! result sharing (`SmtpCache`) under per-target deadlines.
 
     use std::net::IpAddr;
     use std::sync::OnceLock;
@@ -712,7 +827,7 @@ mod tests {
         );
         assert_eq!(st, DaneStatus::Verified);
         assert!(
-            why.ends_with("but only 1 of 2 usable records matches: the safety net is gone, fix the stale record before the next change"),
+            why.ends_with("but only 1 of 2 usable records authenticates: the safety net is gone, fix the stale record before the next change"),
             "{why}"
         );
         // An unusable record is no safety net: it does not count as a usable second record.
@@ -735,6 +850,107 @@ mod tests {
         assert_eq!(
             why,
             "no usable TLSA record matches the served chain: a DANE sender defers"
+        );
+    }
+
+    use std::sync::atomic::AtomicUsize;
+
+    fn key() -> SmtpKey {
+        (SocketAddr::from(([127, 0, 0, 1], 25)), None)
+    }
+
+    fn report(error: Option<ProbeError>) -> Arc<SmtpReport> {
+        let mut r = SmtpReport::new(key().0);
+        r.error = error;
+        Arc::new(r)
+    }
+
+    fn greeting_timeout() -> Option<ProbeError> {
+        Some(ProbeError::GreetingTimeout {
+            after: Duration::from_secs(1),
+        })
+    }
+
+    fn reason(r: &SmtpReport) -> Option<&'static str> {
+        r.error.as_ref().map(ProbeError::reason)
+    }
+
+    // A timeout says "not done by that deadline": it holds for a target with no more time,
+    // not for one with more.
+    #[tokio::test(start_paused = true)]
+    async fn result_cut_short_by_an_earlier_deadline_is_probed_again() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let runs = AtomicUsize::new(0);
+        let now = Instant::now();
+        let slow = |_: Instant| async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            report(greeting_timeout())
+        };
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!(reason(&r), Some("greeting_timeout"));
+        // No more time than the first target: shared.
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!(
+            (reason(&r), runs.load(Ordering::SeqCst)),
+            (Some("greeting_timeout"), 1)
+        );
+        // More time: probed again, under its own deadline, and that result is shared on.
+        let later = now + Duration::from_secs(5);
+        let runs_ref = &runs;
+        let answered = |d: Instant| async move {
+            assert_eq!(d, later, "runs under the asking target's deadline");
+            runs_ref.fetch_add(1, Ordering::SeqCst);
+            report(None)
+        };
+        let r = cache.get(key(), later, answered).await;
+        assert_eq!((reason(&r), runs.load(Ordering::SeqCst)), (None, 2));
+        let r = cache.get(key(), now + Duration::from_secs(1), slow).await;
+        assert_eq!((reason(&r), runs.load(Ordering::SeqCst)), (None, 2));
+    }
+
+    // What the server said (here: no STARTTLS) holds whoever asks.
+    #[tokio::test(start_paused = true)]
+    async fn answers_are_shared_whatever_the_deadline() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let runs = AtomicUsize::new(0);
+        let now = Instant::now();
+        let fetch = |_: Instant| async {
+            runs.fetch_add(1, Ordering::SeqCst);
+            report(Some(ProbeError::StartTlsNotOffered))
+        };
+        cache.get(key(), now + Duration::from_secs(1), fetch).await;
+        let r = cache.get(key(), now + Duration::from_secs(9), fetch).await;
+        assert_eq!(
+            (reason(&r), runs.load(Ordering::SeqCst)),
+            (Some("no_starttls"), 1)
+        );
+    }
+
+    // A target never waits past its own deadline for a session another target (with more
+    // time) started: the address gets its own reason, the report is not replaced.
+    #[tokio::test(start_paused = true)]
+    async fn joiner_stops_waiting_at_its_own_deadline() {
+        let cache = SmtpCache::new(Duration::from_secs(60));
+        let now = Instant::now();
+        let first = cache.get(key(), now + Duration::from_secs(10), |_| async {
+            tokio::time::sleep(Duration::from_secs(8)).await;
+            report(None)
+        });
+        let joiner = async {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let r = cache
+                .get(key(), now + Duration::from_secs(2), |_| async {
+                    unreachable!("joins the session in flight")
+                })
+                .await;
+            (r, now.elapsed())
+        };
+        let (a, (b, b_took)) = tokio::join!(first, joiner);
+        assert_eq!(reason(&a), None);
+        assert_eq!(reason(&b), Some("shared_timeout"));
+        assert!(
+            b_took <= Duration::from_secs(2) + SHARED_WAIT_SLACK,
+            "{b_took:?}"
         );
     }
 }

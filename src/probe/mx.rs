@@ -8,6 +8,7 @@
 //! [`Lookup`] trait, so the unit tests below drive these rules from a table of answers.
 //! Not here: sending queries or DNSSEC classification (`dns`), matching (`dane`).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::net::IpAddr;
 use std::sync::Arc;
@@ -15,7 +16,7 @@ use std::sync::Arc;
 use hickory_proto::rr::{Name, RecordType};
 
 use super::dns::Dns;
-use crate::model::dns::{Answer, Data, Dnssec, Outcome};
+use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use crate::model::tlsa::Tlsa;
 
 /// Ceiling on MX hosts probed per domain (a monitor probes them all, within reason).
@@ -26,7 +27,8 @@ pub const MAX_ADDRESSES_PER_HOST: usize = 16;
 /// The MX set of a domain.
 pub struct MxSet {
     pub answer: Arc<Answer>,
-    /// (preference, host) sorted by preference, then name; deduplicated.
+    /// (preference, host) sorted by preference, then name; each host once, with its lowest
+    /// preference.
     pub hosts: Vec<(u16, String)>,
     pub implicit: bool,
     pub null: bool,
@@ -131,19 +133,12 @@ pub async fn resolve_mx(dns: &impl Lookup, domain: &str) -> MxSet {
             set.hosts.push((0, domain.to_string()));
         }
         (Outcome::Records, Data::Mx(records)) => {
-            let mut hosts: Vec<(u16, String)> = records
-                .iter()
-                .filter(|m| !m.exchange.is_empty())
-                .map(|m| (m.preference, m.exchange.clone()))
-                .collect();
+            let hosts = mx_hosts(records);
             if hosts.is_empty() && !records.is_empty() {
                 // RFC 7505: a single "0 ." record; the domain accepts no mail.
                 set.null = true;
                 set.error = Some("null MX: the domain accepts no mail (RFC 7505)".into());
             }
-            hosts.sort();
-            hosts.dedup_by(|a, b| a.1 == b.1);
-            hosts.truncate(MAX_MX_HOSTS);
             set.hosts = hosts;
         }
         (Outcome::Records, _) => {
@@ -151,6 +146,22 @@ pub async fn resolve_mx(dns: &impl Lookup, domain: &str) -> MxSet {
         }
     }
     set
+}
+
+/// The MX hosts to probe: null targets dropped, sorted by preference then name, each host
+/// once with its lowest preference (a sender tries it first there, RFC 5321 §5.1; a host
+/// listed twice would otherwise give duplicate series), at most `MAX_MX_HOSTS`.
+fn mx_hosts(records: &[Mx]) -> Vec<(u16, String)> {
+    let mut hosts: Vec<(u16, String)> = records
+        .iter()
+        .filter(|m| !m.exchange.is_empty())
+        .map(|m| (m.preference, m.exchange.clone()))
+        .collect();
+    hosts.sort();
+    let mut seen = HashSet::with_capacity(hosts.len());
+    hosts.retain(|(_, host)| seen.insert(host.clone()));
+    hosts.truncate(MAX_MX_HOSTS);
+    hosts
 }
 
 /// Addresses and TLSA of one host (RFC 7672 §2.2.1, §2.2.2).
@@ -295,7 +306,6 @@ mod tests {
     use std::sync::Mutex;
 
     use super::*;
-    use crate::model::dns::Mx;
 
     /// A resolver made of a table: (name, type) → answer. A name not in the table is a
     /// failed lookup (so a test never passes on a lookup it did not expect); every query
@@ -768,5 +778,43 @@ mod tests {
             ));
         let hd = resolve_host(&t, &plan("mx.example.test", true)).await;
         assert_eq!(hd.addrs.len(), MAX_ADDRESSES_PER_HOST);
+    }
+
+    // ---- mx_hosts: the MX set as a sender uses it ----
+
+    fn mx_record(preference: u16, exchange: &str) -> Mx {
+        Mx {
+            preference,
+            exchange: exchange.to_owned(),
+        }
+    }
+
+    // RFC 5321 §5.1: a host listed with two preferences is one host; a sender tries it at
+    // the lower preference first, so that is the one kept (one `mailtls_mx_info` series).
+    #[test]
+    fn host_listed_twice_is_kept_once_at_its_lowest_preference() {
+        let records = [
+            mx_record(20, "mx1.x.test"),
+            mx_record(15, "mx2.x.test"),
+            mx_record(10, "mx1.x.test"),
+            mx_record(30, "mx2.x.test"),
+            mx_record(0, ""),
+        ];
+        assert_eq!(
+            mx_hosts(&records),
+            [(10, "mx1.x.test".to_owned()), (15, "mx2.x.test".to_owned())]
+        );
+    }
+
+    #[test]
+    fn mx_set_is_sorted_and_capped() {
+        let records: Vec<Mx> = (0..40u16)
+            .rev()
+            .map(|i| mx_record(i, &format!("mx{i:02}.x.test")))
+            .collect();
+        let hosts = mx_hosts(&records);
+        assert_eq!(hosts.len(), MAX_MX_HOSTS);
+        assert_eq!(hosts[0], (0, "mx00.x.test".to_owned()));
+        assert!(hosts.windows(2).all(|w| w[0] < w[1]));
     }
 }

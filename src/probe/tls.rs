@@ -84,22 +84,26 @@ pub fn server_name(
     }
 }
 
-/// Run the TLS handshake over `io` within `timeout` and collect the facts.
+/// Run the TLS handshake over `io`, finished by `deadline`, and collect the facts.
 ///
 /// `io` must carry no unread plaintext: the caller checks that before the hand-over.
 pub async fn handshake<IO>(
     io: IO,
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
-    timeout: Duration,
+    deadline: Instant,
 ) -> Result<(TlsStream<IO>, TlsFacts), TlsError>
 where
     IO: AsyncRead + AsyncWrite + Unpin,
 {
     let started = Instant::now();
     let connect = TlsConnector::from(config).connect(name, io);
-    let stream = match tokio::time::timeout(timeout, connect).await {
-        Err(_) => return Err(TlsError::Timeout { after: timeout }),
+    let stream = match tokio::time::timeout_at(deadline, connect).await {
+        Err(_) => {
+            return Err(TlsError::Timeout {
+                after: started.elapsed(),
+            })
+        }
         Ok(Err(e)) => {
             let err = TlsError::Handshake {
                 io_kind: format!("{:?}", e.kind()),

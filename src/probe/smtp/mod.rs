@@ -1,13 +1,13 @@
 //! SMTP side of a probe: greeting, EHLO, STARTTLS, then hand-off to `tls`, then QUIT.
 //!
-//! Owns: the hand-written client dialogue and its per-phase deadlines; the bounded
+//! Owns: the hand-written client dialogue under one deadline that every phase shares; the bounded
 //! incremental reply parser lives in `reply`, the report values in `model::smtp`.
 //! Not here: DNS (`probe::mx`), the TLS configuration and handshake facts (`probe::tls`),
 //! judging certificates (`dane`, `cert`), metrics (`metrics`).
 //! RFC 5321 §4.1.1.1 (EHLO), §4.2 (replies), §4.5.3.1.5 (reply line length),
 //! §4.5.3.2 (timeouts); RFC 3207 (STARTTLS; §6 and CVE-2011-0411: no plaintext may follow
 //! the 220 to STARTTLS). Reads are capped in bytes ([`MAX_LINE_OCTETS`],
-//! [`MAX_REPLY_LINES`]) and each phase in time, so a misbehaving server yields a
+//! [`MAX_REPLY_LINES`]) and the whole dialogue in time, so a misbehaving server yields a
 //! `ProbeError` quickly and with bounded memory.
 
 pub mod reply;
@@ -18,21 +18,21 @@ use std::time::Duration;
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio::time::{timeout, Instant};
+use tokio::time::{timeout_at, Instant};
+use tokio_rustls::client::TlsStream;
 use tracing::{debug, instrument};
 
 use super::tls::{self, TlsError};
-use crate::model::smtp::{IoFailure, Phase, ProbeError, Reply, SmtpReport, MAX_ERROR_TEXT_CHARS};
+use crate::model::smtp::{
+    IoFailure, Phase, ProbeError, Reply, SmtpReport, TlsFacts, MAX_ERROR_TEXT_CHARS,
+};
 use reply::{ReplyParser, MAX_LINE_OCTETS};
 
-/// Default TCP connect deadline.
-pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default deadline per reply phase (greeting, EHLO, STARTTLS). RFC 5321 §4.5.3.2 lets a
-/// client wait 5 minutes; a monitor is stricter.
-pub const DEFAULT_REPLY_TIMEOUT: Duration = Duration::from_secs(10);
-/// Default TLS handshake deadline.
-pub const DEFAULT_TLS_TIMEOUT: Duration = Duration::from_secs(10);
-/// Cap on the polite QUIT at the end (never extends a failed or finished probe by more).
+/// Budget of a probe whose caller sets no deadline ([`SmtpOptions::new`]); the exporter
+/// always passes its target deadline instead.
+pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
+/// Cap on the polite QUIT at the end (never extends a failed or finished probe by more,
+/// and never goes past the deadline).
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
 /// Read buffer: larger than one line, so a partial line always fits after compaction.
 const READ_BUFFER_OCTETS: usize = 2 * MAX_LINE_OCTETS;
@@ -48,25 +48,24 @@ pub struct SmtpOptions {
     pub server_name: Option<String>,
     /// From [`tls::client_config`].
     pub tls: Arc<rustls::ClientConfig>,
-    pub connect_timeout: Duration,
-    /// Per reply phase (greeting; EHLO command + reply; STARTTLS command + reply).
-    pub reply_timeout: Duration,
-    /// TLS handshake.
-    pub tls_timeout: Duration,
+    /// The one deadline of the whole dialogue: every phase (connect, greeting, EHLO,
+    /// STARTTLS, handshake) may use whatever is left of it, so a slow phase (a postscreen
+    /// greeting pause) is fine as long as the rest still fits. There is no per-phase cap:
+    /// RFC 5321 §4.5.3.2 lets a client wait minutes per reply, and the caller's budget is
+    /// already the bound an operator chose.
+    pub deadline: Instant,
     /// Record the dialogue (for `/probe?debug=true` and `check`).
     pub transcript: bool,
 }
 
 impl SmtpOptions {
-    /// Options with the `DEFAULT_*` timeouts, no SNI and no transcript.
+    /// Options with a deadline [`DEFAULT_BUDGET`] from now, no SNI and no transcript.
     pub fn new(helo_name: impl Into<String>, tls: Arc<rustls::ClientConfig>) -> Self {
         Self {
             helo_name: helo_name.into(),
             server_name: None,
             tls,
-            connect_timeout: DEFAULT_CONNECT_TIMEOUT,
-            reply_timeout: DEFAULT_REPLY_TIMEOUT,
-            tls_timeout: DEFAULT_TLS_TIMEOUT,
+            deadline: Instant::now() + DEFAULT_BUDGET,
             transcript: false,
         }
     }
@@ -117,8 +116,8 @@ fn ehlo_keywords(reply: &Reply) -> Vec<String> {
 }
 
 /// Probe `addr`: connect, greeting, EHLO, STARTTLS, TLS handshake, QUIT. Never panics;
-/// every phase has its own deadline, so the whole probe takes at most about
-/// `connect_timeout + 3 * reply_timeout + tls_timeout + 2 s`.
+/// every phase ends at `opts.deadline` at the latest (a timeout names the phase it cut),
+/// the polite QUIT included.
 #[instrument(skip_all, fields(address = %addr))]
 pub async fn probe(addr: SocketAddr, opts: &SmtpOptions) -> SmtpReport {
     let started = Instant::now();
@@ -137,6 +136,7 @@ pub async fn probe(addr: SocketAddr, opts: &SmtpOptions) -> SmtpReport {
     report
 }
 
+/// The dialogue, one phase per step; each step records what it saw in `report`.
 async fn run(
     addr: SocketAddr,
     opts: &SmtpOptions,
@@ -150,63 +150,43 @@ async fn run(
     // Before connecting: a bad name is our problem, not the server's.
     let server_name = tls::server_name(opts.server_name.as_deref(), addr.ip())?;
 
-    let stream = connect(addr, opts.connect_timeout).await?;
+    let stream = connect(addr, opts.deadline).await?;
     report.connected = true;
     let transcript = opts.transcript.then_some(&mut report.transcript);
-    let mut conn = Conn::new(stream, transcript);
+    let mut conn = Conn::new(stream, transcript, opts.deadline);
 
-    // Greeting (RFC 5321 §3.1, §4.3.1).
-    let greeting = timeout(opts.reply_timeout, conn.read_reply(Phase::Greeting))
-        .await
-        .map_err(|_| ProbeError::GreetingTimeout {
-            after: opts.reply_timeout,
-        })??;
-    let greeting = report.greeting.insert(greeting);
+    let greeting = greet(&mut conn).await;
+    let greeting = report.greeting.insert(greeting?);
     if greeting.code != 220 {
-        let err = ProbeError::GreetingRejected {
-            code: greeting.code,
-            text: error_text(greeting),
-        };
-        conn.quit_plain(opts.reply_timeout).await;
-        return Err(err);
+        return conn
+            .quit_plain(ProbeError::GreetingRejected {
+                code: greeting.code,
+                text: error_text(greeting),
+            })
+            .await;
     }
-
-    // EHLO (RFC 5321 §4.1.1.1).
-    let ehlo = conn
-        .exchange(
-            Phase::Ehlo,
-            opts.reply_timeout,
-            &[b"EHLO ", opts.helo_name.as_bytes()],
-        )
-        .await?;
-    let ehlo = report.ehlo.insert(ehlo);
+    let ehlo = ehlo(&mut conn, &opts.helo_name).await;
+    let ehlo = report.ehlo.insert(ehlo?);
     if ehlo.code != 250 {
         let err = ProbeError::EhloRejected {
             code: ehlo.code,
             text: error_text(ehlo),
         };
-        conn.quit_plain(opts.reply_timeout).await;
-        return Err(err);
+        return conn.quit_plain(err).await;
     }
     report.extensions = ehlo_keywords(ehlo);
     report.starttls_advertised = report.extensions.iter().any(|k| k == "STARTTLS");
     if !report.starttls_advertised {
-        conn.quit_plain(opts.reply_timeout).await;
-        return Err(ProbeError::StartTlsNotOffered);
+        return conn.quit_plain(ProbeError::StartTlsNotOffered).await;
     }
-
-    // STARTTLS (RFC 3207 §4).
-    let reply = conn
-        .exchange(Phase::StartTls, opts.reply_timeout, &[b"STARTTLS"])
-        .await?;
-    let reply = report.starttls.insert(reply);
+    let reply = starttls(&mut conn).await;
+    let reply = report.starttls.insert(reply?);
     if reply.code != 220 {
         let err = ProbeError::StartTlsRejected {
             code: reply.code,
             text: error_text(reply),
         };
-        conn.quit_plain(opts.reply_timeout).await;
-        return Err(err);
+        return conn.quit_plain(err).await;
     }
     // RFC 3207 §6 / CVE-2011-0411: nothing may follow the 220 in plaintext. Abort
     // without a QUIT: the dialogue is no longer trustworthy.
@@ -214,11 +194,44 @@ async fn run(
     if pipelined > 0 {
         return Err(ProbeError::DataAfterStartTls { octets: pipelined });
     }
+    let (stream, transcript) = conn.into_parts();
+    let (tls_stream, facts) = handshake(stream, server_name, opts, transcript).await?;
+    report.tls = Some(facts);
+    quit_tls(tls_stream, opts.deadline).await;
+    Ok(())
+}
 
-    // Handshake: the read buffer is empty, so no byte is lost at the hand-over.
-    let (stream, mut transcript) = conn.into_parts();
-    let handshake =
-        tls::handshake(stream, server_name, Arc::clone(&opts.tls), opts.tls_timeout).await;
+/// Greeting (RFC 5321 §3.1, §4.3.1): may take whatever is left of the budget (postscreen
+/// holds it back for its greet wait, 6 s by default).
+async fn greet(conn: &mut Conn<'_>) -> Result<Reply, ProbeError> {
+    let started = Instant::now();
+    timeout_at(conn.deadline, conn.read_reply(Phase::Greeting))
+        .await
+        .map_err(|_| ProbeError::GreetingTimeout {
+            after: started.elapsed(),
+        })?
+}
+
+/// EHLO (RFC 5321 §4.1.1.1).
+async fn ehlo(conn: &mut Conn<'_>, helo_name: &str) -> Result<Reply, ProbeError> {
+    conn.exchange(Phase::Ehlo, &[b"EHLO ", helo_name.as_bytes()])
+        .await
+}
+
+/// STARTTLS (RFC 3207 §4).
+async fn starttls(conn: &mut Conn<'_>) -> Result<Reply, ProbeError> {
+    conn.exchange(Phase::StartTls, &[b"STARTTLS"]).await
+}
+
+/// The TLS handshake over the plaintext socket (its read buffer is empty, so no byte is
+/// lost at the hand-over), within what is left of the deadline.
+async fn handshake(
+    stream: TcpStream,
+    server_name: rustls::pki_types::ServerName<'static>,
+    opts: &SmtpOptions,
+    mut transcript: Option<&mut Vec<String>>,
+) -> Result<(TlsStream<TcpStream>, TlsFacts), ProbeError> {
+    let handshake = tls::handshake(stream, server_name, Arc::clone(&opts.tls), opts.deadline).await;
     if let Some(t) = transcript.as_mut() {
         match &handshake {
             Ok((_, facts)) => {
@@ -234,13 +247,14 @@ async fn run(
             Err(e) => t.push(format!("-- TLS handshake failed: {e}")),
         }
     }
-    let (mut tls_stream, facts) = handshake?;
-    report.tls = Some(facts);
+    handshake.map_err(ProbeError::from)
+}
 
-    // QUIT, close_notify, FIN; do not wait for the 221: after a TLS 1.3 session ticket it
-    // would be held back by the server's delayed-ACK stall (docs/performance.md). A failure here
-    // changes nothing the probe learned, so it is only logged.
-    let quit = timeout(opts.reply_timeout.min(QUIT_TIMEOUT), async {
+/// QUIT, close_notify, FIN; do not wait for the 221: after a TLS 1.3 session ticket it
+/// would be held back by the server's delayed-ACK stall (docs/performance.md). A failure here
+/// changes nothing the probe learned, so it is only logged.
+async fn quit_tls(mut tls_stream: TlsStream<TcpStream>, deadline: Instant) {
+    let quit = timeout_at(quit_deadline(deadline), async {
         tls_stream.write_all(b"QUIT\r\n").await?;
         tls_stream.shutdown().await
     })
@@ -250,12 +264,22 @@ async fn run(
         Ok(Err(e)) => debug!(phase = "quit", error = %e, "QUIT over TLS failed"),
         Err(_) => debug!(phase = "quit", "QUIT over TLS timed out"),
     }
-    Ok(())
 }
 
-async fn connect(addr: SocketAddr, after: Duration) -> Result<TcpStream, ProbeError> {
-    let stream = match timeout(after, TcpStream::connect(addr)).await {
-        Err(_) => return Err(ProbeError::ConnectTimeout { addr, after }),
+/// The QUIT gets at most [`QUIT_TIMEOUT`], and never goes past the probe's deadline.
+fn quit_deadline(deadline: Instant) -> Instant {
+    deadline.min(Instant::now() + QUIT_TIMEOUT)
+}
+
+async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, ProbeError> {
+    let started = Instant::now();
+    let stream = match timeout_at(deadline, TcpStream::connect(addr)).await {
+        Err(_) => {
+            return Err(ProbeError::ConnectTimeout {
+                addr,
+                after: started.elapsed(),
+            })
+        }
         Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
             return Err(ProbeError::ConnectRefused { addr })
         }
@@ -285,10 +309,12 @@ struct Conn<'t> {
     parser: ReplyParser,
     out: Vec<u8>,
     transcript: Option<&'t mut Vec<String>>,
+    /// The probe's deadline: no phase reads or writes past it.
+    deadline: Instant,
 }
 
 impl<'t> Conn<'t> {
-    fn new(stream: TcpStream, transcript: Option<&'t mut Vec<String>>) -> Self {
+    fn new(stream: TcpStream, transcript: Option<&'t mut Vec<String>>, deadline: Instant) -> Self {
         Self {
             stream,
             buf: vec![0; READ_BUFFER_OCTETS].into_boxed_slice(),
@@ -297,6 +323,7 @@ impl<'t> Conn<'t> {
             parser: ReplyParser::new(),
             out: Vec::with_capacity(64),
             transcript,
+            deadline,
         }
     }
 
@@ -413,29 +440,40 @@ impl<'t> Conn<'t> {
         octets
     }
 
-    /// Command and reply, both within one deadline (so a dripping server cannot stretch it).
-    async fn exchange(
+    /// Command and reply, both before the probe's deadline (so a dripping server cannot
+    /// stretch a phase past it).
+    async fn exchange(&mut self, phase: Phase, command: &[&[u8]]) -> Result<Reply, ProbeError> {
+        self.exchange_until(phase, self.deadline, command).await
+    }
+
+    async fn exchange_until(
         &mut self,
         phase: Phase,
-        after: Duration,
+        deadline: Instant,
         command: &[&[u8]],
     ) -> Result<Reply, ProbeError> {
-        timeout(after, async {
+        let started = Instant::now();
+        timeout_at(deadline, async {
             self.send(phase, command).await?;
             self.read_reply(phase).await
         })
         .await
-        .map_err(|_| ProbeError::ReplyTimeout { phase, after })?
+        .map_err(|_| ProbeError::ReplyTimeout {
+            phase,
+            after: started.elapsed(),
+        })?
     }
 
-    /// Polite end of a plaintext session: QUIT, wait briefly for the 221 (cheap without
-    /// TLS), close. Failures change nothing the probe learned, so they are only logged.
-    async fn quit_plain(&mut self, reply_timeout: Duration) {
-        let after = reply_timeout.min(QUIT_TIMEOUT);
-        if let Err(e) = self.exchange(Phase::Quit, after, &[b"QUIT"]).await {
+    /// Polite end of a plaintext session after `err`: QUIT, wait briefly for the 221
+    /// (cheap without TLS), close, return `err`. Failures change nothing the probe
+    /// learned, so they are only logged.
+    async fn quit_plain(&mut self, err: ProbeError) -> Result<(), ProbeError> {
+        let until = quit_deadline(self.deadline);
+        if let Err(e) = self.exchange_until(Phase::Quit, until, &[b"QUIT"]).await {
             debug!(phase = "quit", reason = e.reason(), "QUIT not answered");
         }
-        let _ = timeout(after, self.stream.shutdown()).await;
+        let _ = timeout_at(until, self.stream.shutdown()).await;
+        Err(err)
     }
 }
 
@@ -532,9 +570,7 @@ mod tests {
     fn options() -> SmtpOptions {
         let mut o = SmtpOptions::new("probe.test.example", tls::client_config());
         o.server_name = Some(MX.to_owned());
-        o.connect_timeout = Duration::from_secs(5);
-        o.reply_timeout = Duration::from_secs(5);
-        o.tls_timeout = Duration::from_secs(5);
+        o.deadline = Instant::now() + Duration::from_secs(5);
         o.transcript = true;
         o
     }
@@ -786,7 +822,7 @@ mod tests {
         }
         assert!(full, "accept queue never filled");
         let mut opts = options();
-        opts.connect_timeout = Duration::from_secs(2);
+        opts.deadline = Instant::now() + Duration::from_secs(2);
         let started = Instant::now();
         let report = probe(addr, &opts).await;
         assert_error(&report, "connect_timeout");
@@ -813,11 +849,71 @@ mod tests {
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
 
+    /// Postfix postscreen sends `220-`, waits (greet wait, 6 s by default), then the final
+    /// `220 `: the greeting may take most of the budget, the rest of the dialogue still fits.
+    #[tokio::test(start_paused = true)]
+    async fn postscreen_greet_pause_may_use_most_of_the_budget() {
+        let pki = pki();
+        let config = server_config(&pki, &[&rustls::version::TLS13]);
+        let addr = serve(move |mut s| async move {
+            s.write_all(b"220-mx.test.example ESMTP postscreen\r\n")
+                .await
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(6)).await;
+            s.write_all(b"220 mx.test.example ESMTP\r\n").await.unwrap();
+            assert!(read_line(&mut s).await.starts_with("EHLO "));
+            s.write_all(EHLO_OK).await.unwrap();
+            assert_eq!(read_line(&mut s).await, "STARTTLS\r\n");
+            s.write_all(b"220 go ahead\r\n").await.unwrap();
+            if let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(s).await {
+                let _ = read_line(&mut tls).await;
+            }
+        })
+        .await;
+        let mut opts = options();
+        opts.deadline = Instant::now() + Duration::from_secs(8);
+        let report = probe(addr, &opts).await;
+        assert!(report.error.is_none(), "{:?}", report.error);
+        assert!(report.smtp_up() && report.starttls_advertised && report.tls.is_some());
+        assert!(
+            report.seconds >= 6.0 && report.seconds < 8.0,
+            "{}",
+            report.seconds
+        );
+    }
+
+    /// The deadline is shared: time spent in the greeting is gone for EHLO.
+    #[tokio::test(start_paused = true)]
+    async fn slow_greeting_leaves_less_time_for_ehlo() {
+        let addr = serve(|mut s| async move {
+            tokio::time::sleep(Duration::from_secs(3)).await;
+            s.write_all(b"220 hi\r\n").await.unwrap();
+            hold(s).await;
+        })
+        .await;
+        let mut opts = options();
+        opts.deadline = Instant::now() + Duration::from_secs(4);
+        let started = Instant::now();
+        let report = probe(addr, &opts).await;
+        assert_error(&report, "ehlo_timeout");
+        let took = started.elapsed();
+        assert!(
+            took >= Duration::from_secs(4) && took < Duration::from_millis(4100),
+            "{took:?}"
+        );
+        match report.error {
+            Some(ProbeError::ReplyTimeout { after, .. }) => {
+                assert!(after <= Duration::from_millis(1100), "{after:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
     #[tokio::test(start_paused = true)]
     async fn tarpit_without_greeting_times_out_at_the_deadline() {
         let addr = serve(hold).await;
         let mut opts = options();
-        opts.reply_timeout = Duration::from_secs(3);
+        opts.deadline = Instant::now() + Duration::from_secs(3);
         let started = Instant::now();
         let report = probe(addr, &opts).await;
         assert_error(&report, "greeting_timeout");
@@ -829,9 +925,9 @@ mod tests {
         assert!(report.connected);
     }
 
-    // A server dripping one octet a second cannot stretch the per-phase deadline.
+    // A server dripping one octet a second cannot stretch the deadline.
     #[tokio::test(start_paused = true)]
-    async fn dripping_server_cannot_extend_the_phase_deadline() {
+    async fn dripping_server_cannot_extend_the_deadline() {
         let addr = serve(|mut s| async move {
             for &b in b"220 mx.test.example ESMTP slowly but surely, one octet at a time\r\n" {
                 if s.write_all(&[b]).await.is_err() {
@@ -843,7 +939,7 @@ mod tests {
         })
         .await;
         let mut opts = options();
-        opts.reply_timeout = Duration::from_secs(5);
+        opts.deadline = Instant::now() + Duration::from_secs(5);
         let started = Instant::now();
         let report = probe(addr, &opts).await;
         assert_error(&report, "greeting_timeout");
@@ -858,7 +954,7 @@ mod tests {
         })
         .await;
         let mut opts = options();
-        opts.reply_timeout = Duration::from_secs(2);
+        opts.deadline = Instant::now() + Duration::from_secs(2);
         let report = probe(addr, &opts).await;
         assert!(matches!(
             report.error,
@@ -1058,7 +1154,7 @@ mod tests {
         })
         .await;
         let mut opts = options();
-        opts.tls_timeout = Duration::from_secs(4);
+        opts.deadline = Instant::now() + Duration::from_secs(4);
         let report = probe(addr, &opts).await;
         assert!(
             matches!(report.error, Some(ProbeError::TlsTimeout { .. })),
