@@ -16,6 +16,10 @@ use serde_saphyr::Spanned;
 use crate::target::{glob_match, normalize_name, NextHop, DEFAULT_PORT};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// Longest accepted `interval`: a day. Certificates and RRSIGs are judged in days, so a
+/// longer interval only hides problems; and the slot arithmetic (`Instant` + interval)
+/// must never overflow, whatever a duration string says.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -259,6 +263,17 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             }),
     };
     let interval = duration(&raw.interval, "interval", DEFAULT_INTERVAL)?;
+    if let (Some(i), true) = (&raw.interval, interval > MAX_INTERVAL) {
+        return Err(err(
+            Some(i.referenced.line()),
+            "interval",
+            format!(
+                "{:?} is longer than the maximum of {}h",
+                i.value.trim(),
+                MAX_INTERVAL.as_secs() / 3600
+            ),
+        ));
+    }
     let timeout = duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
     if let (Some(t), true) = (&raw.timeout, timeout > interval) {
         return Err(err(
@@ -551,6 +566,19 @@ targets:
 
         let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
         assert_eq!(e.place.key, "targets[0]");
+    }
+
+    #[test]
+    fn interval_is_bounded_by_a_day() {
+        let c = parse("interval: 24h\n", "c.yml").unwrap();
+        assert_eq!(c.interval, MAX_INTERVAL);
+        let e = parse("timeout: 10s\ninterval: 24h 1s\n", "c.yml").unwrap_err();
+        assert_eq!((e.place.line, e.place.key.as_str()), (Some(2), "interval"));
+        assert_eq!(
+            e.to_string(),
+            "c.yml:2: interval: \"24h 1s\" is longer than the maximum of 24h"
+        );
+        assert!(parse("interval: 100000000years\n", "c.yml").is_err());
     }
 
     #[test]
