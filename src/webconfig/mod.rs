@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ServerConfig;
@@ -304,6 +304,9 @@ fn syntax_error(file: &str, e: &serde_saphyr::Error) -> WebConfigError {
 pub struct WebState {
     path: PathBuf,
     current: RwLock<Arc<WebConfig>>,
+    /// One reload at a time (SIGHUP and `POST /-/reload` at once): the file read last is
+    /// the one in force.
+    reload_turn: Mutex<()>,
 }
 
 impl WebState {
@@ -313,6 +316,7 @@ impl WebState {
         Ok(Self {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(cfg)),
+            reload_turn: Mutex::new(()),
         })
     }
 
@@ -326,6 +330,11 @@ impl WebState {
 
     /// Re-reads the file; keeps the old config when the new one is invalid. Blocking.
     pub fn reload(&self) -> Result<(), WebConfigError> {
+        // Guards no data: a reload that panicked leaves nothing to repair.
+        let _turn = self
+            .reload_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cfg = Arc::new(load(&self.path)?);
         match self.current.write() {
             Ok(mut c) => *c = cfg,
@@ -494,7 +503,10 @@ mod tests {
             Authorization::Allowed
         );
         drop(held);
-        assert_eq!(auth.clone().authorize(Some(bad)).await, Authorization::Denied);
+        assert_eq!(
+            auth.clone().authorize(Some(bad)).await,
+            Authorization::Denied
+        );
         assert_eq!(auth.authorize(None).await, Authorization::Denied);
     }
 
