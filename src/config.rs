@@ -89,6 +89,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Upstream mode with a resolver that is not on loopback, in a config that may query it
+    /// (a target needs DNS, or `/probe` may be asked for names): the AD bit that decides
+    /// every DNSSEC state then travels unauthenticated over the network, and is only as
+    /// trustworthy as that path (RFC 6698 §4.1, RFC 4035 §4.9.3; docs/dnssec.md). The
+    /// scheduler logs a warning at start and on reload, `check-config` prints one.
+    pub fn trusts_remote_ad_bit(&self) -> bool {
+        let ip = self.dns.resolver.ip().to_canonical();
+        let may_query = !self.probe_allow.is_empty()
+            || self
+                .targets
+                .iter()
+                .any(|t| !matches!(t.hop, NextHop::Address { .. }));
+        self.dns.validation == Validation::Upstream && !ip.is_loopback() && may_query
+    }
+
     /// May `/probe` probe this next hop? Configured targets always; others when a
     /// `probe.allow` pattern matches the host, domain or address.
     pub fn probe_allowed(&self, hop: &NextHop) -> bool {
@@ -566,6 +581,30 @@ targets:
 
         let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
         assert_eq!(e.place.key, "targets[0]");
+    }
+
+    #[test]
+    fn remote_upstream_resolver_is_flagged_only_when_it_may_be_asked() {
+        let cfg = |resolver: &str, validation: &str, targets: &str| {
+            parse(
+                &format!("dns:\n  resolver: {resolver}\n  validation: {validation}\n{targets}"),
+                "c.yml",
+            )
+            .unwrap()
+        };
+        let domain = "targets:\n  - domain: example.org\n";
+        let address = "targets:\n  - address: 192.0.2.25\n";
+        let allow = "probe:\n  allow: [\"*.example.org\"]\ntargets:\n  - address: 192.0.2.25\n";
+        assert!(cfg("192.0.2.53:53", "upstream", domain).trusts_remote_ad_bit());
+        assert!(cfg("'[2001:db8::53]:53'", "upstream", domain).trusts_remote_ad_bit());
+        assert!(cfg("192.0.2.53:53", "upstream", allow).trusts_remote_ad_bit());
+        // Loopback (IPv4, IPv6, IPv4-mapped): the path never leaves the host.
+        for lo in ["127.0.0.53:53", "'[::1]:53'", "'[::ffff:127.0.0.1]:53'"] {
+            assert!(!cfg(lo, "upstream", domain).trusts_remote_ad_bit(), "{lo}");
+        }
+        // Local mode checks signatures itself; an address-only config never asks.
+        assert!(!cfg("192.0.2.53:53", "local", domain).trusts_remote_ad_bit());
+        assert!(!cfg("192.0.2.53:53", "upstream", address).trusts_remote_ad_bit());
     }
 
     #[test]

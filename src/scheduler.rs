@@ -26,6 +26,9 @@ use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource
 use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
 
+/// Logged at start and on reload when `Config::trusts_remote_ad_bit` (docs/dnssec.md).
+pub const REMOTE_AD_WARNING: &str = "dns.validation is upstream but the resolver is not on loopback: DNSSEC states (and DANE) rest on its AD bit, which anyone on the path to it can set; run a validating resolver on this host or use validation: local";
+
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
 
@@ -243,6 +246,9 @@ impl Scheduler {
         }
         info!(source = %cfg.source, targets = cfg.targets.len(), interval = ?cfg.interval,
               validation = ?cfg.dns.validation, resolver = %cfg.dns.resolver, "configuration loaded");
+        if cfg.trusts_remote_ad_bit() {
+            warn!(resolver = %cfg.dns.resolver, "{REMOTE_AD_WARNING}");
+        }
         let old = self.running().replace(Running {
             config: cfg,
             ctx,
