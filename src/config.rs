@@ -92,7 +92,7 @@ impl Config {
     /// Upstream mode with a resolver that is not on loopback, in a config that may query it
     /// (a target needs DNS, or `/probe` may be asked for names): the AD bit that decides
     /// every DNSSEC state then travels unauthenticated over the network, and is only as
-    /// trustworthy as that path (RFC 6698 §4.1, RFC 4035 §4.9.3; docs/dnssec.md). The
+    /// trustworthy as that path (RFC 4035 §4.9.3; docs/dnssec.md). The
     /// scheduler logs a warning at start and on reload, `check-config` prints one.
     pub fn trusts_remote_ad_bit(&self) -> bool {
         let ip = self.dns.resolver.ip().to_canonical();
