@@ -159,14 +159,16 @@ fn client_auth_type(raw: &RawTls, place: PlaceOf<'_>) -> Result<ClientAuth, WebC
         Some(t) => match t.value.as_str() {
             "NoClientCert" => ClientAuth::NoClientCert,
             "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => return Err(invalid(
-                place,
-                Some(t.referenced.line()),
-                "client_auth_type",
-                format!(
+            other => {
+                return Err(invalid(
+                    place,
+                    Some(t.referenced.line()),
+                    "client_auth_type",
+                    format!(
                     "{other:?} is not supported (use NoClientCert or RequireAndVerifyClientCert)"
                 ),
-            )),
+                ))
+            }
         },
     })
 }
