@@ -16,6 +16,10 @@ use serde_saphyr::Spanned;
 use crate::target::{glob_match, normalize_name, NextHop, DEFAULT_PORT};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+/// Longest accepted `interval`: a day. Certificates and RRSIGs are judged in days, so a
+/// longer interval only hides problems; and the slot arithmetic (`Instant` + interval)
+/// must never overflow, whatever a duration string says.
+pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 32;
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
@@ -85,6 +89,21 @@ pub struct Config {
 }
 
 impl Config {
+    /// Upstream mode with a resolver that is not on loopback, in a config that may query it
+    /// (a target needs DNS, or `/probe` may be asked for names): the AD bit that decides
+    /// every DNSSEC state then travels unauthenticated over the network, and is only as
+    /// trustworthy as that path (RFC 4035 §4.9.3; docs/dnssec.md). The
+    /// scheduler logs a warning at start and on reload, `check-config` prints one.
+    pub fn trusts_remote_ad_bit(&self) -> bool {
+        let ip = self.dns.resolver.ip().to_canonical();
+        let may_query = !self.probe_allow.is_empty()
+            || self
+                .targets
+                .iter()
+                .any(|t| !matches!(t.hop, NextHop::Address { .. }));
+        self.dns.validation == Validation::Upstream && !ip.is_loopback() && may_query
+    }
+
     /// May `/probe` probe this next hop? Configured targets always; others when a
     /// `probe.allow` pattern matches the host, domain or address.
     pub fn probe_allowed(&self, hop: &NextHop) -> bool {
@@ -259,6 +278,17 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             }),
     };
     let interval = duration(&raw.interval, "interval", DEFAULT_INTERVAL)?;
+    if let (Some(i), true) = (&raw.interval, interval > MAX_INTERVAL) {
+        return Err(err(
+            Some(i.referenced.line()),
+            "interval",
+            format!(
+                "{:?} is longer than the maximum of {}h",
+                i.value.trim(),
+                MAX_INTERVAL.as_secs() / 3600
+            ),
+        ));
+    }
     let timeout = duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
     if let (Some(t), true) = (&raw.timeout, timeout > interval) {
         return Err(err(
@@ -551,6 +581,43 @@ targets:
 
         let e = parse("targets:\n  - domain: a.test\n    port: 587\n", "c.yml").unwrap_err();
         assert_eq!(e.place.key, "targets[0]");
+    }
+
+    #[test]
+    fn remote_upstream_resolver_is_flagged_only_when_it_may_be_asked() {
+        let cfg = |resolver: &str, validation: &str, targets: &str| {
+            parse(
+                &format!("dns:\n  resolver: {resolver}\n  validation: {validation}\n{targets}"),
+                "c.yml",
+            )
+            .unwrap()
+        };
+        let domain = "targets:\n  - domain: example.org\n";
+        let address = "targets:\n  - address: 192.0.2.25\n";
+        let allow = "probe:\n  allow: [\"*.example.org\"]\ntargets:\n  - address: 192.0.2.25\n";
+        assert!(cfg("192.0.2.53:53", "upstream", domain).trusts_remote_ad_bit());
+        assert!(cfg("'[2001:db8::53]:53'", "upstream", domain).trusts_remote_ad_bit());
+        assert!(cfg("192.0.2.53:53", "upstream", allow).trusts_remote_ad_bit());
+        // Loopback (IPv4, IPv6, IPv4-mapped): the path never leaves the host.
+        for lo in ["127.0.0.53:53", "'[::1]:53'", "'[::ffff:127.0.0.1]:53'"] {
+            assert!(!cfg(lo, "upstream", domain).trusts_remote_ad_bit(), "{lo}");
+        }
+        // Local mode checks signatures itself; an address-only config never asks.
+        assert!(!cfg("192.0.2.53:53", "local", domain).trusts_remote_ad_bit());
+        assert!(!cfg("192.0.2.53:53", "upstream", address).trusts_remote_ad_bit());
+    }
+
+    #[test]
+    fn interval_is_bounded_by_a_day() {
+        let c = parse("interval: 24h\n", "c.yml").unwrap();
+        assert_eq!(c.interval, MAX_INTERVAL);
+        let e = parse("timeout: 10s\ninterval: 24h 1s\n", "c.yml").unwrap_err();
+        assert_eq!((e.place.line, e.place.key.as_str()), (Some(2), "interval"));
+        assert_eq!(
+            e.to_string(),
+            "c.yml:2: interval: \"24h 1s\" is longer than the maximum of 24h"
+        );
+        assert!(parse("interval: 100000000years\n", "c.yml").is_err());
     }
 
     #[test]

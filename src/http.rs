@@ -28,7 +28,7 @@ use crate::probe::{probe_target, ProbeOptions};
 use crate::scheduler::Scheduler;
 use crate::target::NextHop;
 use crate::text::render_text;
-use crate::webconfig::{self, WebConfig, WebState};
+use crate::webconfig::{self, Authorization, WebConfig, WebState};
 
 /// Longest accepted request head (hyper's minimum is 8 KiB); requests are tiny.
 const MAX_HEADER_BYTES: usize = 16 * 1024;
@@ -252,18 +252,23 @@ async fn handle_entry(
             .headers()
             .get(hyper::header::AUTHORIZATION)
             .map(|v| v.as_bytes().to_vec());
-        let ok = if auth.is_cached(header.as_deref()) {
-            auth.check(header.as_deref())
-        } else {
-            // bcrypt takes tens of milliseconds by design: off the async workers.
-            let cfg = cfg.clone();
-            tokio::task::spawn_blocking(move || {
-                cfg.auth
-                    .as_ref()
-                    .is_some_and(|a| a.check(header.as_deref()))
-            })
-            .await
-            .unwrap_or(false)
+        let ok = match auth.clone().authorize(header).await {
+            Authorization::Allowed => true,
+            Authorization::Denied => false,
+            Authorization::Busy => {
+                debug!(method = %req.method(), path = %req.uri().path(), wait = ?webconfig::BCRYPT_WAIT,
+                      "password checks busy; request refused with 429");
+                let mut resp = text(
+                    StatusCode::TOO_MANY_REQUESTS,
+                    "text/plain; charset=utf-8",
+                    "Too many password checks at once; retry later\n",
+                );
+                resp.headers_mut().insert(
+                    hyper::header::RETRY_AFTER,
+                    hyper::header::HeaderValue::from_static("1"),
+                );
+                return Ok(with_headers(resp, &cfg));
+            }
         };
         if !ok {
             debug!(method = %req.method(), path = %req.uri().path(), "unauthorized request");

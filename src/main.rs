@@ -105,6 +105,13 @@ fn main() -> ExitCode {
             match load() {
                 Ok(c) => {
                     println!("{}: valid, {} targets", c.source, c.targets.len());
+                    if c.trusts_remote_ad_bit() {
+                        eprintln!(
+                            "warning: dns.resolver {}: {}",
+                            c.dns.resolver,
+                            mailtls_exporter::scheduler::REMOTE_AD_WARNING
+                        );
+                    }
                     ExitCode::SUCCESS
                 }
                 Err(e) => {

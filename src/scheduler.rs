@@ -4,14 +4,15 @@
 //! Owns: one lightweight task per target that sleeps until its slot, a semaphore bounding
 //! the targets probed at once (`concurrency`), the [`Store`] of latest reports (replaced
 //! one target at a time, read by scrapes without waiting on probes), config reload
-//! (a bad config is rejected and the old one keeps running), and graceful shutdown.
+//! (a bad config is rejected and the old one keeps running; reloads run one at a time,
+//! whether from SIGHUP or `POST /-/reload`), and graceful shutdown.
 //! Slots: each target gets a fixed random phase within the interval, so load spreads
 //! evenly; after (re)start every target is probed once within [`FIRST_PROBE_SPREAD`].
 //! Not here: what a probe does (`probe`), encoding (`metrics`).
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
 use rand::Rng;
@@ -24,6 +25,9 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+
+/// Logged at start and on reload when `Config::trusts_remote_ad_bit` (docs/dnssec.md).
+pub const REMOTE_AD_WARNING: &str = "dns.validation is upstream but the resolver is not on loopback: DNSSEC states (and DANE) rest on its AD bit, which anyone on the path to it can set; run a validating resolver on this host or use validation: local";
 
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
@@ -58,29 +62,33 @@ pub struct Store {
     reports: RwLock<BTreeMap<String, Arc<Stored>>>,
 }
 
+// Poisoned locks: every critical section on the store and on `Scheduler::running` is one
+// whole-value operation (`BTreeMap::insert`/`retain`/`get`, `Option::replace`/`take`, Arc
+// clones); a panic inside one cannot leave a half-updated value behind, so a poisoned lock
+// still guards consistent data and is taken over (`PoisonError::into_inner`) rather than
+// letting a reload or a probe result vanish while reporting success.
+
 impl Store {
+    fn read(&self) -> RwLockReadGuard<'_, BTreeMap<String, Arc<Stored>>> {
+        self.reports.read().unwrap_or_else(PoisonError::into_inner)
+    }
+    fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Arc<Stored>>> {
+        self.reports.write().unwrap_or_else(PoisonError::into_inner)
+    }
     pub fn get(&self, target: &str) -> Option<Arc<Stored>> {
-        self.reports.read().ok()?.get(target).cloned()
+        self.read().get(target).cloned()
     }
     fn insert(&self, target: &str, r: Arc<Stored>) -> Option<Arc<Stored>> {
-        self.reports
-            .write()
-            .ok()
-            .and_then(|mut m| m.insert(target.to_string(), r))
+        self.write().insert(target.to_string(), r)
     }
     fn retain(&self, keep: impl Fn(&str) -> bool) {
-        if let Ok(mut m) = self.reports.write() {
-            m.retain(|k, _| keep(k));
-        }
+        self.write().retain(|k, _| keep(k));
     }
 }
 
 impl ReportSource for Store {
     fn encoded(&self) -> Vec<Arc<EncodedReport>> {
-        match self.reports.read() {
-            Ok(m) => m.values().map(|s| s.encoded.clone()).collect(),
-            Err(_) => Vec::new(),
-        }
+        self.read().values().map(|s| s.encoded.clone()).collect()
     }
 }
 
@@ -106,6 +114,10 @@ pub struct Scheduler {
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     running: Mutex<Option<Running>>,
+    /// Held for a whole reload: SIGHUP and `POST /-/reload` at once run one after the
+    /// other, so the config in force, the target series and `mailtls_targets` always come
+    /// from the same file, the last one read.
+    reload_turn: Mutex<()>,
 }
 
 impl Scheduler {
@@ -115,7 +127,12 @@ impl Scheduler {
             store: Arc::new(Store::default()),
             stats,
             running: Mutex::new(None),
+            reload_turn: Mutex::new(()),
         })
+    }
+
+    fn running(&self) -> MutexGuard<'_, Option<Running>> {
+        self.running.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     pub fn store(&self) -> Arc<Store> {
@@ -124,8 +141,9 @@ impl Scheduler {
 
     /// The current config and probe context (for `/probe` and the landing page).
     pub fn current(&self) -> Option<(Arc<Config>, Arc<ProbeContext>)> {
-        let r = self.running.lock().ok()?;
-        r.as_ref().map(|r| (r.config.clone(), r.ctx.clone()))
+        self.running()
+            .as_ref()
+            .map(|r| (r.config.clone(), r.ctx.clone()))
     }
 
     fn load(&self) -> Result<Config, ConfigError> {
@@ -136,8 +154,13 @@ impl Scheduler {
     }
 
     /// Loads the config (file or embedded) and (re)starts the loops. On error the running
-    /// config stays in place.
+    /// config stays in place. Blocking; reloads run one at a time.
     pub fn reload(self: &Arc<Self>) -> Result<(), ReloadError> {
+        // The turn guards no data: a reload that panicked leaves nothing to repair.
+        let _turn = self
+            .reload_turn
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let result = self.load().map_err(ReloadError::from).and_then(|cfg| {
             let unchanged = self.current().is_some_and(|(old, _)| *old == cfg);
             if unchanged {
@@ -222,13 +245,14 @@ impl Scheduler {
         }
         info!(source = %cfg.source, targets = cfg.targets.len(), interval = ?cfg.interval,
               validation = ?cfg.dns.validation, resolver = %cfg.dns.resolver, "configuration loaded");
-        let old = self.running.lock().ok().and_then(|mut r| {
-            r.replace(Running {
-                config: cfg,
-                ctx,
-                tasks,
-                stop,
-            })
+        if cfg.trusts_remote_ad_bit() {
+            warn!(resolver = %cfg.dns.resolver, "{REMOTE_AD_WARNING}");
+        }
+        let old = self.running().replace(Running {
+            config: cfg,
+            ctx,
+            tasks,
+            stop,
         });
         if let Some(old) = old {
             let _ = old.stop.send(true);
@@ -256,7 +280,7 @@ impl Scheduler {
 
     /// Stops starting probes; waits up to `grace` for running ones, then aborts them.
     pub async fn shutdown(&self, grace: Duration) {
-        let running = self.running.lock().ok().and_then(|mut r| r.take());
+        let running = self.running().take();
         let Some(running) = running else { return };
         let _ = running.stop.send(true);
         let deadline = Instant::now() + grace;
@@ -426,5 +450,111 @@ mod tests {
             assert!(next > now + Duration::from_secs(probe_secs));
             now = next;
         }
+    }
+
+    use prometheus_client::encoding::text::encode;
+
+    /// A config of `n` address targets on a loopback test range (nothing listens on the
+    /// discard port; no DNS), made distinct by its interval; written by rename, so a reload
+    /// never reads half a file.
+    fn write_config(path: &std::path::Path, n: usize, tag: usize) {
+        let mut text = format!("interval: {}s\ntimeout: 5s\ntargets:\n", 60 + tag);
+        for i in 0..n {
+            text.push_str(&format!("  - address: 127.26.9.{}\n    port: 9\n", i + 1));
+        }
+        let tmp = path.with_extension(format!("tmp{tag}"));
+        std::fs::write(&tmp, text).unwrap();
+        std::fs::rename(&tmp, path).unwrap();
+    }
+
+    /// The exporter's own series: (`mailtls_targets`, the `target` labels of
+    /// `mailtls_target_info`).
+    fn target_series(stats: &Arc<ExporterMetrics>) -> (i64, Vec<String>) {
+        let mut text = String::new();
+        encode(&mut text, &stats.registry()).unwrap();
+        let mut count = -1;
+        let mut names = Vec::new();
+        for line in text.lines() {
+            if let Some(v) = line.strip_prefix("mailtls_targets ") {
+                count = v.parse().unwrap();
+            }
+            if let Some(rest) = line.strip_prefix("mailtls_target_info{") {
+                let t = rest.split("target=\"").nth(1).unwrap();
+                names.push(t[..t.find('"').unwrap()].to_string());
+            }
+        }
+        names.sort();
+        (count, names)
+    }
+
+    fn assert_consistent(s: &Arc<Scheduler>, stats: &Arc<ExporterMetrics>, path: &std::path::Path) {
+        let (cfg, _) = s.current().expect("a config in force");
+        // The last reload read the file after every write that preceded it: what is in
+        // force is what is on disk.
+        assert_eq!(*cfg, config::load(path).unwrap());
+        let mut want: Vec<String> = cfg.targets.iter().map(|t| t.name.clone()).collect();
+        want.sort();
+        let (count, names) = target_series(stats);
+        assert_eq!(count, want.len() as i64);
+        assert_eq!(names, want);
+        assert_eq!(stats.config_reload_successful.get(), 1);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn concurrent_reloads_leave_one_consistent_config_and_series() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        write_config(&path, 1, 0);
+        let stats = Arc::new(ExporterMetrics::default());
+        let s = Scheduler::new(Some(path.clone()), stats.clone());
+        s.reload().unwrap();
+        for round in 0..3 {
+            let barrier = Arc::new(std::sync::Barrier::new(16));
+            let mut jobs = Vec::new();
+            for i in 0..16 {
+                let (s, path, barrier) = (s.clone(), path.clone(), barrier.clone());
+                let tag = 1 + round * 16 + i;
+                jobs.push(tokio::task::spawn_blocking(move || {
+                    barrier.wait();
+                    write_config(&path, 1 + tag % 7, tag);
+                    s.reload()
+                }));
+            }
+            for j in jobs {
+                j.await.unwrap().unwrap();
+            }
+            assert_consistent(&s, &stats, &path);
+        }
+        s.shutdown(Duration::from_secs(1)).await;
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reload_after_a_poisoned_lock_takes_effect_or_fails_never_fakes_success() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        write_config(&path, 1, 0);
+        let stats = Arc::new(ExporterMetrics::default());
+        let s = Scheduler::new(Some(path.clone()), stats.clone());
+        s.reload().unwrap();
+        // A thread panics while holding the lock on the running config (and the store).
+        let s2 = s.clone();
+        let _ = std::thread::spawn(move || {
+            let _running = s2.running.lock();
+            let _store = s2.store.reports.write();
+            panic!("poison the locks");
+        })
+        .join();
+        assert!(s.running.is_poisoned() && s.store.reports.is_poisoned());
+        write_config(&path, 3, 1);
+        let s3 = s.clone();
+        tokio::task::spawn_blocking(move || s3.reload())
+            .await
+            .unwrap()
+            .unwrap();
+        let (cfg, _) = s.current().expect("the reloaded config is in force");
+        assert_eq!(cfg.targets.len(), 3);
+        assert_consistent(&s, &stats, &path);
+        s.shutdown(Duration::from_secs(1)).await;
+        assert!(s.current().is_none(), "shutdown took the running config");
     }
 }

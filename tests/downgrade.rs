@@ -479,9 +479,9 @@ async fn stripped_nsec_denial_is_dns_failure() -> Result<()> {
     Ok(())
 }
 
-/// Upstream mode trusts the AD bit of its resolver: that is the design (`validation: upstream` in the README), and
-/// it is why the validating resolver must be reached over a path nobody else controls
-/// (loopback). This documents the current behaviour rather than a defence: a proxy between
+/// Upstream mode trusts the AD bit of its resolver: that is the design (docs/dnssec.md,
+/// "Upstream mode"), and it is why the validating resolver must be reached over a path nobody
+/// else controls (loopback; the exporter warns when it is not). This documents the current behaviour rather than a defence: a proxy between
 /// the exporter and the validating resolver that forges an empty NOERROR with AD set for the
 /// TLSA query is believed, and DANE is silently off for that host (`secure` NODATA, verdict
 /// `none`). Local mode rejects the same forgery (`forged_empty_noerror_for_tlsa_is_dns_failure`).

@@ -624,6 +624,50 @@ fn sigterm_shuts_down_gracefully_and_promptly() -> Result<()> {
     Ok(())
 }
 
+/// Upstream mode with a resolver off loopback: `check-config` and the daemon (at start and
+/// on reload) warn. No packet goes to 192.0.2.53 (TEST-NET-1): the targets are addresses
+/// (no DNS; the start-up resolver check only runs when a target needs DNS), `probe.allow`
+/// only makes the resolver reachable through `/probe`, which this test never calls, and
+/// `mailtls_dns_queries_total` stays 0 to prove it.
+#[test]
+fn upstream_resolver_off_loopback_is_warned_about_without_being_asked() -> Result<()> {
+    let dir = tempdir()?;
+    let cfg = write(
+        dir.path(),
+        "c.yml",
+        "dns:\n  resolver: 192.0.2.53:53\n  validation: upstream\nprobe:\n  allow: [\"*.example.org\"]\ntargets:\n  - address: 127.0.0.1\n    port: 9\n",
+    )?;
+    let (code, _, err) =
+        run_exporter(&["check-config", &format!("--config.file={}", cfg.display())])?;
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("warning: dns.resolver 192.0.2.53:53: dns.validation is upstream but the resolver is not on loopback"),
+        "{err}"
+    );
+    let d = Daemon::start(&cfg, &[])?;
+    let warned = |log: &str| log.matches("the resolver is not on loopback").count();
+    assert_eq!(warned(&d.log_text()), 1, "{}", d.log_text());
+    // A changed config (reload) warns again.
+    let text = std::fs::read_to_string(&cfg)?.replace("port: 9", "port: 10");
+    write(dir.path(), "c.yml", &text)?;
+    d.signal("-HUP")?;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while warned(&d.log_text()) < 2 {
+        if Instant::now() > deadline {
+            bail!("no warning after reload: {}", d.log_text());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let m = d.get("/metrics")?.body;
+    assert_eq!(
+        sample(&m, "mailtls_dns_queries_total", &[]),
+        Some(0.0),
+        "{m}"
+    );
+    assert!(!m.contains("mailtls_dns_resolver_validating "), "{m}");
+    Ok(())
+}
+
 #[test]
 fn embedded_default_probes_the_local_mta() -> Result<()> {
     let port = common::free_port()?;

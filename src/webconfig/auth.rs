@@ -1,13 +1,15 @@
-//! The web config's basic auth: bcrypt-hashed users and a cache of successful checks.
-//! RFC 7617 (Basic auth).
+//! The web config's basic auth: bcrypt-hashed users, a cache of successful checks and the
+//! gate that bounds bcrypt work. RFC 7617 (Basic auth).
 //!
-//! Not here: the file format (`webconfig`), answering 401 (`http`).
+//! Not here: the file format (`webconfig`), answering 401 or 429 (`http`).
 
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use base64::Engine as _;
 use sha2::{Digest, Sha256};
+use tokio::sync::Semaphore;
 
 use super::*;
 
@@ -16,15 +18,36 @@ use super::*;
 /// bcrypt is slow by design, so a successful (user, hash, password) check is remembered
 /// as a SHA-256 digest over a per-process random key (never the password itself), as
 /// exporter-toolkit does; repeated scrapes then cost one hash. Failures are not cached, so
-/// a flood of wrong passwords cannot evict good entries; bcrypt runs one at a time. An
-/// unknown user is checked against a dummy hash of the highest configured cost, so the
-/// answer time does not tell which users exist; bcrypt compares in constant time.
+/// a flood of wrong passwords cannot evict good entries. bcrypt runs in at most
+/// [`BCRYPT_SLOTS`] checks at once; a request that finds no free slot within
+/// [`BCRYPT_WAIT`] is answered "busy" (429) without running bcrypt, so a flood of bad
+/// passwords costs at most one core and queues nothing but waiting futures. An unknown
+/// user is checked against a dummy hash of the highest configured cost, so the answer time
+/// does not tell which users exist; bcrypt compares in constant time.
 pub struct BasicAuth {
     pub(super) users: HashMap<String, String>,
     dummy_hash: String,
     cache_key: [u8; 32],
     cache: Mutex<HashSet<[u8; 32]>>,
-    bcrypt_turn: Mutex<()>,
+    bcrypt_slots: Arc<Semaphore>,
+}
+
+/// bcrypt verifications running at once (per web config).
+pub const BCRYPT_SLOTS: usize = 1;
+/// How long a request that needs bcrypt waits for a slot before it is answered 429: a few
+/// cost-12 checks, and half of Prometheus' default 10 s scrape timeout. A burst of scrapers
+/// logging in with the same credentials after a restart waits, and all but the first find
+/// the cache filled when their turn comes.
+pub const BCRYPT_WAIT: Duration = Duration::from_secs(5);
+
+/// The answer to an `Authorization` header.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[must_use]
+pub enum Authorization {
+    Allowed,
+    Denied,
+    /// Every bcrypt slot stayed busy for [`BCRYPT_WAIT`]: nothing was checked.
+    Busy,
 }
 
 impl BasicAuth {
@@ -39,8 +62,46 @@ impl BasicAuth {
             dummy_hash,
             cache_key: rand::random(),
             cache: Mutex::new(HashSet::new()),
-            bcrypt_turn: Mutex::new(()),
+            bcrypt_slots: Arc::new(Semaphore::new(BCRYPT_SLOTS)),
         })
+    }
+
+    /// Checks an `Authorization` header value: from the cache at once, else bcrypt on the
+    /// blocking pool once a slot is free (see the type's doc).
+    pub async fn authorize(self: Arc<Self>, authorization: Option<Vec<u8>>) -> Authorization {
+        let verdict = |ok: bool| {
+            if ok {
+                Authorization::Allowed
+            } else {
+                Authorization::Denied
+            }
+        };
+        if self.is_cached(authorization.as_deref()) {
+            return verdict(self.check(authorization.as_deref()));
+        }
+        let slot = match tokio::time::timeout(
+            BCRYPT_WAIT,
+            self.bcrypt_slots.clone().acquire_owned(),
+        )
+        .await
+        {
+            Ok(Ok(slot)) => slot,
+            Ok(Err(_)) | Err(_) => return Authorization::Busy,
+        };
+        // Filled while this request waited (the same login from another scraper)?
+        if self.is_cached(authorization.as_deref()) {
+            return verdict(self.check(authorization.as_deref()));
+        }
+        // The slot moves into the blocking task: it is freed when bcrypt ends, even if
+        // the client has gone.
+        let ok = tokio::task::spawn_blocking(move || {
+            let ok = self.check(authorization.as_deref());
+            drop(slot);
+            ok
+        })
+        .await
+        .unwrap_or(false);
+        verdict(ok)
     }
 
     fn digest(&self, user: &str, hash: &str, password: &[u8]) -> [u8; 32] {
@@ -53,9 +114,9 @@ impl BasicAuth {
         h.finalize().into()
     }
 
-    /// Checks an `Authorization` header value. Blocking (bcrypt): call from a blocking
-    /// context when the answer is not cached.
-    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
+    /// Checks an `Authorization` header value. Blocking (bcrypt) and ungated: only
+    /// [`authorize`](Self::authorize) and tests call it.
+    pub(super) fn check(&self, authorization: Option<&[u8]>) -> bool {
         let Some((user, password)) = authorization.and_then(decode_basic) else {
             return false;
         };
@@ -67,10 +128,7 @@ impl BasicAuth {
         if known && self.cache.lock().is_ok_and(|c| c.contains(&digest)) {
             return true;
         }
-        let ok = {
-            let _turn = self.bcrypt_turn.lock();
-            bcrypt::verify(&password, hash).unwrap_or(false)
-        };
+        let ok = bcrypt::verify(&password, hash).unwrap_or(false);
         if ok && known {
             if let Ok(mut c) = self.cache.lock() {
                 if c.len() >= MAX_CACHED_LOGINS {
@@ -83,7 +141,7 @@ impl BasicAuth {
     }
 
     /// Would [`check`](Self::check) answer without running bcrypt?
-    pub fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
+    pub(super) fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
         let Some((user, password)) = authorization.and_then(decode_basic) else {
             return true; // malformed: refused at once
         };
@@ -111,4 +169,11 @@ pub(super) fn decode_basic(v: &[u8]) -> Option<(String, Vec<u8>)> {
     let colon = raw.iter().position(|&b| b == b':')?;
     let user = String::from_utf8(raw[..colon].to_vec()).ok()?;
     Some((user, raw[colon + 1..].to_vec()))
+}
+
+#[cfg(test)]
+impl BasicAuth {
+    pub(super) fn bcrypt_slots_for_test(&self) -> Arc<Semaphore> {
+        self.bcrypt_slots.clone()
+    }
 }

@@ -18,7 +18,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, RwLock};
 
 use hyper::header::{HeaderName, HeaderValue};
 use rustls::ServerConfig;
@@ -30,7 +30,7 @@ pub use crate::config::Place;
 mod auth;
 mod tls;
 
-pub use auth::BasicAuth;
+pub use auth::{Authorization, BasicAuth, BCRYPT_SLOTS, BCRYPT_WAIT};
 use tls::tls_config;
 
 /// The realm named in `WWW-Authenticate` on a 401.
@@ -38,8 +38,15 @@ pub const AUTH_REALM: &str = "mailtls_exporter";
 /// How many successful (user, password) checks are remembered; the set is emptied when
 /// full, so a flood of distinct valid logins costs bcrypt time again, nothing more.
 pub const MAX_CACHED_LOGINS: usize = 1024;
-/// bcrypt costs accepted (the algorithm's range).
-const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=31;
+/// Highest bcrypt cost accepted. Every wrong password costs one bcrypt run at the hash's
+/// cost, and each step doubles it: cost 10 (Go's `bcrypt.DefaultCost`, the README's
+/// `htpasswd -nBC 10`), 12 (Python's `bcrypt.gensalt()`, used by Prometheus' basic-auth
+/// guide) and 14 took 0.29 s, 0.95 s and 3.2 s for one check on a busy 2-core machine
+/// (docs/performance.md); 31 would take weeks. 14 keeps every common generator's output
+/// working and bounds one check to seconds; the bcrypt gate (`auth`) bounds how many run.
+pub const MAX_BCRYPT_COST: u32 = 14;
+/// bcrypt costs accepted: the algorithm's minimum up to [`MAX_BCRYPT_COST`].
+const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=MAX_BCRYPT_COST;
 
 /// exporter-toolkit options this exporter does not implement: named in the error instead
 /// of a bare "unknown field".
@@ -135,7 +142,7 @@ pub struct WebConfig {
     /// `None`: plain HTTP.
     pub tls: Option<Arc<ServerConfig>>,
     /// `None`: no authentication.
-    pub auth: Option<BasicAuth>,
+    pub auth: Option<Arc<BasicAuth>>,
     /// Extra headers on every response.
     pub headers: Vec<(HeaderName, HeaderValue)>,
 }
@@ -209,7 +216,12 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfig
                     return Err(invalid(
                         line,
                         &key,
-                        format!("bcrypt cost {} is outside 4..=31", parts.get_cost()),
+                        format!(
+                            "bcrypt cost {} is outside {}..={} (each step doubles the work of every login attempt)",
+                            parts.get_cost(),
+                            BCRYPT_COSTS.start(),
+                            BCRYPT_COSTS.end()
+                        ),
                     ));
                 }
                 max_cost = max_cost.max(parts.get_cost());
@@ -218,9 +230,9 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfig
             if map.is_empty() {
                 None
             } else {
-                Some(BasicAuth::new(map, max_cost).map_err(|e| {
+                Some(Arc::new(BasicAuth::new(map, max_cost).map_err(|e| {
                     invalid(None, "basic_auth_users", format!("cannot prepare: {e}"))
-                })?)
+                })?))
             }
         }
     };
@@ -292,6 +304,9 @@ fn syntax_error(file: &str, e: &serde_saphyr::Error) -> WebConfigError {
 pub struct WebState {
     path: PathBuf,
     current: RwLock<Arc<WebConfig>>,
+    /// One reload at a time (SIGHUP and `POST /-/reload` at once): the file read last is
+    /// the one in force.
+    reload_turn: Mutex<()>,
 }
 
 impl WebState {
@@ -301,6 +316,7 @@ impl WebState {
         Ok(Self {
             path: path.to_path_buf(),
             current: RwLock::new(Arc::new(cfg)),
+            reload_turn: Mutex::new(()),
         })
     }
 
@@ -314,6 +330,11 @@ impl WebState {
 
     /// Re-reads the file; keeps the old config when the new one is invalid. Blocking.
     pub fn reload(&self) -> Result<(), WebConfigError> {
+        // Guards no data: a reload that panicked leaves nothing to repair.
+        let _turn = self
+            .reload_turn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let cfg = Arc::new(load(&self.path)?);
         match self.current.write() {
             Ok(mut c) => *c = cfg,
@@ -422,6 +443,71 @@ mod tests {
         assert_eq!(decode_basic(b"Bearer YWxpY2U6"), None);
         assert_eq!(decode_basic(b"Basic !!!"), None);
         assert_eq!(decode_basic(b"Basic YWxpY2U="), None); // no colon
+    }
+
+    #[test]
+    fn bcrypt_cost_above_the_maximum_is_refused_with_its_place() {
+        // A real cost-4 hash relabelled: the cost is read from the prefix, nothing is hashed.
+        let h4 = bcrypt::hash("secret", 4).unwrap();
+        let salt_and_hash = h4.strip_prefix("$2b$04$").unwrap();
+        let over = format!("$2y${}${salt_and_hash}", MAX_BCRYPT_COST + 1);
+        let e = parse_str(&format!(
+            "basic_auth_users:\n  alice: '$2y$04${salt_and_hash}'\n  bob: '{over}'\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(
+            e.starts_with("web.yml:3: basic_auth_users.bob: bcrypt cost 15 is outside 4..=14"),
+            "{e}"
+        );
+        let e = parse_str(&format!(
+            "basic_auth_users:\n  alice: '$2y$31${salt_and_hash}'\n"
+        ))
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("bcrypt cost 31 is outside"), "{e}");
+    }
+
+    fn basic(creds: &str) -> Vec<u8> {
+        format!(
+            "Basic {}",
+            base64::engine::general_purpose::STANDARD.encode(creds)
+        )
+        .into_bytes()
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bcrypt_waits_for_a_slot_then_answers_busy_but_cached_logins_pass() {
+        let hash = bcrypt::hash("secret", 4).unwrap();
+        let c = parse_str(&format!("basic_auth_users:\n  alice: '{hash}'\n")).unwrap();
+        let auth = c.auth.unwrap();
+        let (good, bad) = (basic("alice:secret"), basic("alice:wrong"));
+        assert_eq!(
+            auth.clone().authorize(Some(good.clone())).await,
+            Authorization::Allowed
+        );
+        // Every slot taken (as by a flood of slow wrong passwords):
+        let held = auth
+            .bcrypt_slots_for_test()
+            .try_acquire_many_owned(BCRYPT_SLOTS as u32)
+            .unwrap();
+        let start = tokio::time::Instant::now();
+        assert_eq!(
+            auth.clone().authorize(Some(bad.clone())).await,
+            Authorization::Busy
+        );
+        assert_eq!(start.elapsed(), BCRYPT_WAIT);
+        // a cached login needs no slot
+        assert_eq!(
+            auth.clone().authorize(Some(good)).await,
+            Authorization::Allowed
+        );
+        drop(held);
+        assert_eq!(
+            auth.clone().authorize(Some(bad)).await,
+            Authorization::Denied
+        );
+        assert_eq!(auth.authorize(None).await, Authorization::Denied);
     }
 
     #[test]

@@ -9,21 +9,29 @@ use std::sync::Arc;
 
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::{RootCertStore, ServerConfig};
 
 use super::*;
 
+/// Where a key of `tls_server_config` is: `file:line: tls_server_config.key`.
+type PlaceOf<'a> = &'a dyn Fn(Option<u64>, &str) -> Place;
+
+fn invalid(place: PlaceOf<'_>, line: Option<u64>, key: &str, message: String) -> WebConfigError {
+    WebConfigError::Invalid {
+        place: place(line, &format!("tls_server_config.{key}")),
+        message,
+    }
+}
+
+/// `tls_server_config` → the rustls server config; `None` when it asks for no TLS.
 pub(super) fn tls_config(
     raw: &RawTls,
     line: u64,
-    place: &dyn Fn(Option<u64>, &str) -> Place,
+    place: PlaceOf<'_>,
     base: &Path,
 ) -> Result<Option<Arc<ServerConfig>>, WebConfigError> {
-    let invalid = |line: Option<u64>, key: &str, message: String| WebConfigError::Invalid {
-        place: place(line, &format!("tls_server_config.{key}")),
-        message,
-    };
     let (cert_file, key_file) = match (&raw.cert_file, &raw.key_file) {
         // exporter-toolkit: an empty tls_server_config means plain HTTP.
         (None, None) if raw.client_ca_file.is_none() && raw.client_auth_type.is_none() => {
@@ -32,6 +40,7 @@ pub(super) fn tls_config(
         (Some(c), Some(k)) => (c, k),
         (None, _) => {
             return Err(invalid(
+                place,
                 Some(line),
                 "cert_file",
                 "missing (cert_file and key_file are both required for TLS)".into(),
@@ -39,63 +48,15 @@ pub(super) fn tls_config(
         }
         (_, None) => {
             return Err(invalid(
+                place,
                 Some(line),
                 "key_file",
                 "missing (cert_file and key_file are both required for TLS)".into(),
             ))
         }
     };
-    let version = |v: &Spanned<String>, key: &str| match v.value.as_str() {
-        "TLS12" => Ok(&rustls::version::TLS12),
-        "TLS13" => Ok(&rustls::version::TLS13),
-        other => Err(invalid(
-            Some(v.referenced.line()),
-            key,
-            format!("{other:?} is not supported (use TLS12 or TLS13)"),
-        )),
-    };
-    let min = raw
-        .min_version
-        .as_ref()
-        .map(|v| version(v, "min_version"))
-        .transpose()?;
-    let max = raw
-        .max_version
-        .as_ref()
-        .map(|v| version(v, "max_version"))
-        .transpose()?;
-    let tls12_allowed = min.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_2);
-    let tls13_allowed = max.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_3);
-    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
-        tls13_allowed.then_some(&rustls::version::TLS13),
-        tls12_allowed.then_some(&rustls::version::TLS12),
-    ]
-    .into_iter()
-    .flatten()
-    .collect();
-    if versions.is_empty() {
-        let l = raw.max_version.as_ref().map(|v| v.referenced.line());
-        return Err(invalid(l, "max_version", "is below min_version".into()));
-    }
-
-    let client_auth = match &raw.client_auth_type {
-        // exporter-toolkit: a client CA without a type means verify.
-        None if raw.client_ca_file.is_some() => ClientAuth::RequireAndVerifyClientCert,
-        None => ClientAuth::NoClientCert,
-        Some(t) => match t.value.as_str() {
-            "NoClientCert" => ClientAuth::NoClientCert,
-            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
-            other => {
-                return Err(invalid(
-                    Some(t.referenced.line()),
-                    "client_auth_type",
-                    format!(
-                    "{other:?} is not supported (use NoClientCert or RequireAndVerifyClientCert)"
-                ),
-                ))
-            }
-        },
-    };
+    let versions = protocol_versions(raw, place)?;
+    let client_auth = client_auth_type(raw, place)?;
 
     let chain = read_certs(
         cert_file,
@@ -123,21 +84,118 @@ pub(super) fn tls_config(
             place: place(Some(line), "tls_server_config"),
             source: Box::new(source),
         })?;
-    let builder = match client_auth {
-        ClientAuth::NoClientCert => {
-            if let Some(ca) = &raw.client_ca_file {
+    let builder = match client_verifier(raw, client_auth, place, base, provider)? {
+        None => builder.with_no_client_auth(),
+        Some(verifier) => builder.with_client_cert_verifier(verifier),
+    };
+    let mut config = builder
+        .with_single_cert(chain, key)
+        .map_err(|source| match source {
+            rustls::Error::InconsistentKeys(_) => WebConfigError::Invalid {
+                place: key_place.clone(),
+                message: "the private key does not match the certificate of cert_file".into(),
+            },
+            source => WebConfigError::Tls {
+                place: key_place.clone(),
+                source: Box::new(source),
+            },
+        })?;
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Some(Arc::new(config)))
+}
+
+/// `min_version` / `max_version` → the versions offered, newest first.
+fn protocol_versions(
+    raw: &RawTls,
+    place: PlaceOf<'_>,
+) -> Result<Vec<&'static rustls::SupportedProtocolVersion>, WebConfigError> {
+    let version = |v: &Spanned<String>, key: &str| match v.value.as_str() {
+        "TLS12" => Ok(&rustls::version::TLS12),
+        "TLS13" => Ok(&rustls::version::TLS13),
+        other => Err(invalid(
+            place,
+            Some(v.referenced.line()),
+            key,
+            format!("{other:?} is not supported (use TLS12 or TLS13)"),
+        )),
+    };
+    let min = raw
+        .min_version
+        .as_ref()
+        .map(|v| version(v, "min_version"))
+        .transpose()?;
+    let max = raw
+        .max_version
+        .as_ref()
+        .map(|v| version(v, "max_version"))
+        .transpose()?;
+    let tls12_allowed = min.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_2);
+    let tls13_allowed = max.is_none_or(|m| m.version == rustls::ProtocolVersion::TLSv1_3);
+    let versions: Vec<&'static rustls::SupportedProtocolVersion> = [
+        tls13_allowed.then_some(&rustls::version::TLS13),
+        tls12_allowed.then_some(&rustls::version::TLS12),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if versions.is_empty() {
+        let l = raw.max_version.as_ref().map(|v| v.referenced.line());
+        return Err(invalid(
+            place,
+            l,
+            "max_version",
+            "is below min_version".into(),
+        ));
+    }
+    Ok(versions)
+}
+
+/// `client_auth_type`, defaulting as exporter-toolkit does.
+fn client_auth_type(raw: &RawTls, place: PlaceOf<'_>) -> Result<ClientAuth, WebConfigError> {
+    Ok(match &raw.client_auth_type {
+        // exporter-toolkit: a client CA without a type means verify.
+        None if raw.client_ca_file.is_some() => ClientAuth::RequireAndVerifyClientCert,
+        None => ClientAuth::NoClientCert,
+        Some(t) => match t.value.as_str() {
+            "NoClientCert" => ClientAuth::NoClientCert,
+            "RequireAndVerifyClientCert" => ClientAuth::RequireAndVerifyClientCert,
+            other => {
                 return Err(invalid(
-                    Some(ca.referenced.line()),
-                    "client_ca_file",
-                    "set, but client_auth_type is NoClientCert".into(),
-                ));
+                    place,
+                    Some(t.referenced.line()),
+                    "client_auth_type",
+                    format!(
+                    "{other:?} is not supported (use NoClientCert or RequireAndVerifyClientCert)"
+                ),
+                ))
             }
-            builder.with_no_client_auth()
-        }
+        },
+    })
+}
+
+/// The client certificate verifier over `client_ca_file`; `None` without client auth.
+fn client_verifier(
+    raw: &RawTls,
+    client_auth: ClientAuth,
+    place: PlaceOf<'_>,
+    base: &Path,
+    provider: Arc<rustls::crypto::CryptoProvider>,
+) -> Result<Option<Arc<dyn ClientCertVerifier>>, WebConfigError> {
+    match client_auth {
+        ClientAuth::NoClientCert => match &raw.client_ca_file {
+            Some(ca) => Err(invalid(
+                place,
+                Some(ca.referenced.line()),
+                "client_ca_file",
+                "set, but client_auth_type is NoClientCert".into(),
+            )),
+            None => Ok(None),
+        },
         ClientAuth::RequireAndVerifyClientCert => {
             let Some(ca) = &raw.client_ca_file else {
                 let l = raw.client_auth_type.as_ref().map(|t| t.referenced.line());
                 return Err(invalid(
+                    place,
                     l,
                     "client_ca_file",
                     "required by client_auth_type RequireAndVerifyClientCert".into(),
@@ -160,23 +218,9 @@ pub(super) fn tls_config(
                     place: ca_place.clone(),
                     message: format!("cannot build the client certificate verifier: {e}"),
                 })?;
-            builder.with_client_cert_verifier(verifier)
+            Ok(Some(verifier))
         }
-    };
-    let mut config = builder
-        .with_single_cert(chain, key)
-        .map_err(|source| match source {
-            rustls::Error::InconsistentKeys(_) => WebConfigError::Invalid {
-                place: key_place.clone(),
-                message: "the private key does not match the certificate of cert_file".into(),
-            },
-            source => WebConfigError::Tls {
-                place: key_place.clone(),
-                source: Box::new(source),
-            },
-        })?;
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(Some(Arc::new(config)))
+    }
 }
 
 fn resolve(base: &Path, p: &str) -> PathBuf {

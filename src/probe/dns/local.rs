@@ -12,8 +12,8 @@ use hickory_net::xfer::{DnsHandle, FirstAnswer, RetryDnsHandle};
 use hickory_net::{DnsError, NetError};
 use hickory_proto::dnssec::rdata::DNSSECRData;
 use hickory_proto::dnssec::Proof;
-use hickory_proto::op::{DnsRequestOptions, Message, Query, ResponseCode};
-use hickory_proto::rr::{Name, RData, RecordType};
+use hickory_proto::op::{DnsRequestOptions, DnsResponse, Message, Query, ResponseCode};
+use hickory_proto::rr::{Name, RData, Record, RecordType};
 use hickory_resolver::NameServerPool;
 
 use super::answer::{answer_from_message, display_name, earliest_rrsig, failed_answer, net_reason};
@@ -30,14 +30,32 @@ fn proof_state(p: Proof) -> Dnssec {
     }
 }
 
-/// DNSSEC state of a denial: the weakest proof among the authority records (RRSIGs aside).
-fn denial_state(msg: &Message) -> Dnssec {
-    msg.authorities
+/// DNSSEC state of a denial (NODATA / NXDOMAIN) from the proofs hickory attached to its
+/// authority records, RRSIGs aside (RFC 4035 §5.4):
+/// - no record at all: nothing was proven either way, so `Error`. hickory rejects a denial of
+///   a signed zone that lacks its NSEC/NSEC3 before it gets here (tests/downgrade.rs); this
+///   keeps the result safe should it stop doing so: a denial is `Insecure` only on hickory's
+///   own proof, never by default.
+/// - the weakest proof is `Secure` but there is no NSEC or NSEC3 record: a signed SOA alone
+///   proves nothing about the name asked (RFC 4035 §3.1.3), the proof was stripped: `Bogus`.
+/// - otherwise the weakest proof: `Insecure` only where hickory marked a record insecure,
+///   i.e. proved the zone unsigned through the DS denial above it (RFC 4035 §5.2).
+fn denial_state(authorities: &[Record]) -> Dnssec {
+    let mut proven = false;
+    let mut weakest: Option<Dnssec> = None;
+    for r in authorities
         .iter()
         .filter(|r| r.record_type() != RecordType::RRSIG)
-        .map(|r| proof_state(r.proof))
-        .min()
-        .unwrap_or(Dnssec::Insecure)
+    {
+        proven |= matches!(r.record_type(), RecordType::NSEC | RecordType::NSEC3);
+        let st = proof_state(r.proof);
+        weakest = Some(weakest.map_or(st, |w| w.weakest(st)));
+    }
+    match weakest {
+        None => Dnssec::Error,
+        Some(Dnssec::Secure) if !proven => Dnssec::Bogus,
+        Some(st) => st,
+    }
 }
 
 pub(super) async fn lookup(
@@ -49,56 +67,7 @@ pub(super) async fn lookup(
     o.edns_set_dnssec_ok = true;
     o.use_edns = true;
     let q = Query::query(name.clone(), rtype);
-    let mut answer = match validator.lookup(q, o).first_answer().await {
-        Ok(resp) => {
-            let denial = denial_state(&resp);
-            answer_from_message(name, rtype, &resp, |r| proof_state(r.proof), denial)
-        }
-        Err(NetError::Dns(DnsError::Nsec {
-            proof, response, ..
-        })) => {
-            let st = proof_state(proof);
-            let mut a = answer_from_message(name, rtype, &response, |r| proof_state(r.proof), st);
-            if a.outcome == Outcome::Records {
-                // An answer judged through its wildcard proof: the proof's state rules.
-                a.dnssec = a.dnssec.weakest(st);
-                if st == Dnssec::Bogus && wildcard_answer(&response, rtype) {
-                    a.reason = Some(
-                        "wildcard answer with NSEC proof judged bogus by hickory (known limitation, hickory #3812)".into(),
-                    );
-                }
-            }
-            a
-        }
-        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
-            let st = nr
-                .authorities
-                .as_ref()
-                .map(|a| {
-                    a.iter()
-                        .filter(|r| r.record_type() != RecordType::RRSIG)
-                        .map(|r| proof_state(r.proof))
-                        .min()
-                        .unwrap_or(Dnssec::Insecure)
-                })
-                .unwrap_or(Dnssec::Insecure);
-            let mut a = failed_answer(name, rtype, st, String::new());
-            a.reason = None;
-            a.outcome = if nr.response_code == ResponseCode::NXDomain {
-                Outcome::NxDomain
-            } else {
-                Outcome::NoData
-            };
-            a
-        }
-        Err(NetError::Dns(DnsError::DnssecBogus)) => failed_answer(
-            name,
-            rtype,
-            Dnssec::Bogus,
-            "DNSSEC validation failed".into(),
-        ),
-        Err(e) => failed_answer(name, rtype, Dnssec::Error, net_reason(&e)),
-    };
+    let mut answer = classify(name, rtype, validator.lookup(q, o).first_answer().await);
     if !answer.cnames.is_empty()
         && matches!(answer.outcome, Outcome::NoData | Outcome::NxDomain)
         && answer.dnssec != Dnssec::Secure
@@ -124,6 +93,51 @@ pub(super) async fn lookup(
         }
     }
     answer
+}
+
+/// The answer of hickory's validating lookup, one shape per result (docs/dnssec.md, "Local
+/// mode"), before the CNAME and key-fetch corrections of [`lookup`].
+fn classify(name: &Name, rtype: RecordType, result: Result<DnsResponse, NetError>) -> Answer {
+    match result {
+        Ok(resp) => {
+            let denial = denial_state(&resp.authorities);
+            answer_from_message(name, rtype, &resp, |r| proof_state(r.proof), denial)
+        }
+        Err(NetError::Dns(DnsError::Nsec {
+            proof, response, ..
+        })) => {
+            let st = proof_state(proof);
+            let mut a = answer_from_message(name, rtype, &response, |r| proof_state(r.proof), st);
+            if a.outcome == Outcome::Records {
+                // An answer judged through its wildcard proof: the proof's state rules.
+                a.dnssec = a.dnssec.weakest(st);
+                if st == Dnssec::Bogus && wildcard_answer(&response, rtype) {
+                    a.reason = Some(
+                        "wildcard answer with NSEC proof judged bogus by hickory (known limitation, hickory #3812)".into(),
+                    );
+                }
+            }
+            a
+        }
+        Err(NetError::Dns(DnsError::NoRecordsFound(nr))) => {
+            let st = denial_state(nr.authorities.as_deref().unwrap_or(&[]));
+            let mut a = failed_answer(name, rtype, st, String::new());
+            a.reason = None;
+            a.outcome = if nr.response_code == ResponseCode::NXDomain {
+                Outcome::NxDomain
+            } else {
+                Outcome::NoData
+            };
+            a
+        }
+        Err(NetError::Dns(DnsError::DnssecBogus)) => failed_answer(
+            name,
+            rtype,
+            Dnssec::Bogus,
+            "DNSSEC validation failed".into(),
+        ),
+        Err(e) => failed_answer(name, rtype, Dnssec::Error, net_reason(&e)),
+    }
 }
 
 async fn denial_via_cname(
@@ -167,7 +181,7 @@ async fn denial_via_cname(
                 rtype,
                 &resp,
                 |r| proof_state(r.proof),
-                denial_state(&resp),
+                denial_state(&resp.authorities),
             );
             (a.dnssec, a.sig_expiry)
         }
@@ -230,5 +244,87 @@ async fn chain_fetch_failure(
             return None;
         }
         n = n.base_name();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hickory_proto::dnssec::rdata::NSEC;
+    use hickory_proto::rr::rdata::SOA;
+
+    use super::*;
+
+    fn name(s: &str) -> Name {
+        Name::from_ascii(s).unwrap()
+    }
+
+    fn soa(proof: Proof) -> Record {
+        let data = SOA::new(name("ns.z.test."), name("h.z.test."), 1, 60, 60, 600, 60);
+        let mut r = Record::from_rdata(name("z.test."), 60, RData::SOA(data));
+        r.proof = proof;
+        r
+    }
+
+    fn nsec(proof: Proof) -> Record {
+        let data = NSEC::new(name("b.z.test."), [RecordType::A, RecordType::RRSIG]);
+        let mut r = Record::from_rdata(
+            name("a.z.test."),
+            60,
+            RData::DNSSEC(DNSSECRData::NSEC(data)),
+        );
+        r.proof = proof;
+        r
+    }
+
+    // RFC 4035 §5.4: a denial is secure only with its NSEC/NSEC3 proof.
+    #[test]
+    fn denial_without_any_authority_record_is_an_error_not_insecure() {
+        assert_eq!(denial_state(&[]), Dnssec::Error);
+    }
+
+    #[test]
+    fn signed_soa_without_nsec_or_nsec3_is_bogus() {
+        assert_eq!(denial_state(&[soa(Proof::Secure)]), Dnssec::Bogus);
+        assert_eq!(
+            denial_state(&[soa(Proof::Secure), nsec(Proof::Secure)]),
+            Dnssec::Secure
+        );
+    }
+
+    #[test]
+    fn insecure_only_on_a_proof_hickory_made() {
+        // An unsigned zone below a proven DS denial: the SOA comes back Insecure.
+        assert_eq!(denial_state(&[soa(Proof::Insecure)]), Dnssec::Insecure);
+        assert_eq!(
+            denial_state(&[soa(Proof::Secure), nsec(Proof::Bogus)]),
+            Dnssec::Bogus
+        );
+        assert_eq!(denial_state(&[soa(Proof::Indeterminate)]), Dnssec::Error);
+    }
+
+    // The NoRecordsFound branch goes through the same rule (7b).
+    #[test]
+    fn no_records_found_uses_the_denial_rule() {
+        let nr = |authorities: Option<Vec<Record>>| {
+            let mut nr = hickory_net::NoRecords::new(
+                Query::query(name("_25._tcp.mx.z.test."), RecordType::TLSA),
+                ResponseCode::NoError,
+            );
+            nr.authorities = authorities.map(Into::into);
+            Err(NetError::Dns(DnsError::NoRecordsFound(nr)))
+        };
+        let q = name("_25._tcp.mx.z.test.");
+        let a = classify(&q, RecordType::TLSA, nr(None));
+        assert_eq!((a.outcome, a.dnssec), (Outcome::NoData, Dnssec::Error));
+        let a = classify(&q, RecordType::TLSA, nr(Some(vec![soa(Proof::Secure)])));
+        assert_eq!((a.outcome, a.dnssec), (Outcome::NoData, Dnssec::Bogus));
+        let a = classify(&q, RecordType::TLSA, nr(Some(vec![soa(Proof::Insecure)])));
+        assert_eq!((a.outcome, a.dnssec), (Outcome::NoData, Dnssec::Insecure));
+        let a = classify(
+            &q,
+            RecordType::TLSA,
+            nr(Some(vec![soa(Proof::Secure), nsec(Proof::Secure)])),
+        );
+        assert_eq!((a.outcome, a.dnssec), (Outcome::NoData, Dnssec::Secure));
     }
 }
