@@ -1,14 +1,18 @@
 //! One probe of one target: DNS (MX, addresses, TLSA) → SMTP/TLS per address → verdicts.
 //!
 //! Owns: the order of steps for a next hop, the per-target deadline, sharing SMTP probes of
-//! an address between targets within a round ([`SmtpCache`]), and assembling a plain
-//! [`TargetReport`]. Steps live in their own files: `dns` (lookups + DNSSEC), `mx` (which
-//! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
+//! an address between targets within a round ([`SmtpCache`]), the fan-out bound (at most
+//! [`MAX_SMTP_PER_PROBE`] SMTP connections of one probe at once), and assembling a plain
+//! [`TargetReport`]. All DNS of a target is done before its first SMTP connection, so an
+//! [`AddressPolicy`] can stop the probe before it connects anywhere. Steps live in their
+//! own files: `dns` (lookups + DNSSEC), `mx` (which names to look up, RFC 7672 §2.2),
+//! `policy` (which addresses may be connected to), `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
 mod cache;
 pub mod dns;
 pub mod mx;
+pub mod policy;
 pub mod smtp;
 pub mod tls;
 
@@ -29,10 +33,16 @@ use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
 use cache::Coalescing;
 use dns::Dns;
+pub use policy::{AddressPolicy, Refused};
 use smtp::SmtpOptions;
+use tokio::sync::Semaphore;
 
 /// Per-phase SMTP timeouts never exceed this, however long the target timeout.
 pub const MAX_PHASE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// SMTP connections one probe may have open at once. A domain expands to at most
+/// [`mx::MAX_MX_HOSTS`] × [`mx::MAX_ADDRESSES_PER_HOST`] addresses; they take turns.
+pub const MAX_SMTP_PER_PROBE: usize = 16;
 
 /// Everything a probe needs that outlives it: resolver, TLS config, roots, shared SMTP results.
 pub struct ProbeContext {
@@ -87,6 +97,11 @@ pub struct ProbeOptions {
     pub fresh: bool,
     /// Keep the SMTP transcript (debug output).
     pub transcript: bool,
+    /// Which addresses may be connected to; checked on every address before the first
+    /// connection of the probe.
+    pub addresses: AddressPolicy,
+    /// A deadline shorter than the context's `timeout` (a `/probe` whose scrape ends sooner).
+    pub deadline: Option<Duration>,
 }
 
 /// An address and the SNI sent to it.
@@ -119,8 +134,7 @@ fn unix_now() -> f64 {
 }
 
 /// Probes `hop` (labelled `target`) within the context's deadline. Never fails: every
-/// problem ends up in the report.
-#[tracing::instrument(skip_all, fields(target = %target))]
+/// problem ends up in the report (an address refused by `opts.addresses` too).
 pub async fn probe_target(
     ctx: &ProbeContext,
     target: &str,
@@ -128,18 +142,41 @@ pub async fn probe_target(
     opts: ProbeOptions,
 ) -> TargetReport {
     let started = Instant::now();
-    let mut report = match tokio::time::timeout(ctx.timeout, run(ctx, target, hop, opts)).await {
+    match probe_checked(ctx, target, hop, opts).await {
         Ok(r) => r,
+        Err(refused) => {
+            let mut r = empty_report(target, hop);
+            r.error = Some(refused.to_string());
+            r.duration_seconds = started.elapsed().as_secs_f64();
+            r.timestamp = unix_now();
+            r
+        }
+    }
+}
+
+/// As [`probe_target`], but a probe that `opts.addresses` stops (before any SMTP
+/// connection) is an `Err` saying which address and why.
+#[tracing::instrument(skip_all, fields(target = %target))]
+pub async fn probe_checked(
+    ctx: &ProbeContext,
+    target: &str,
+    hop: &NextHop,
+    opts: ProbeOptions,
+) -> Result<TargetReport, Refused> {
+    let started = Instant::now();
+    let budget = opts.deadline.map_or(ctx.timeout, |d| d.min(ctx.timeout));
+    let mut report = match tokio::time::timeout(budget, run(ctx, target, hop, opts)).await {
+        Ok(r) => r?,
         Err(_) => {
             let mut r = empty_report(target, hop);
-            r.error = Some(format!("probe timed out after {:?}", ctx.timeout));
+            r.error = Some(format!("probe timed out after {budget:?}"));
             r
         }
     };
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.timestamp = unix_now();
     report.success = report.compute_success();
-    report
+    Ok(report)
 }
 
 fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
@@ -159,12 +196,19 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
     }
 }
 
-async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions) -> TargetReport {
+async fn run(
+    ctx: &ProbeContext,
+    target: &str,
+    hop: &NextHop,
+    opts: ProbeOptions,
+) -> Result<TargetReport, Refused> {
     let mut report = empty_report(target, hop);
+    let slots = Semaphore::new(MAX_SMTP_PER_PROBE);
     match hop {
         NextHop::Address { ip, port } => {
+            opts.addresses.check(*ip)?;
             let addr = SocketAddr::new(*ip, *port);
-            let smtp = smtp_probe(ctx, addr, None, opts).await;
+            let smtp = smtp_probe(ctx, addr, None, opts, &slots).await;
             let mut a = observe(ctx, Some(addr.ip()), Some(smtp), None);
             a.why = "address target: no DNS, no DANE verdict".into();
             report.hosts.push(HostReport {
@@ -188,7 +232,9 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
                 next_hop: host.clone(),
                 mx_secure: true,
             };
-            let (h, lookups) = probe_host(ctx, plan, opts).await;
+            let hd = mx::resolve_host(&ctx.dns, &plan).await;
+            check_addresses(opts.addresses, [&hd])?;
+            let (h, lookups) = probe_host(ctx, plan, hd, opts, &slots).await;
             report.lookups.extend(lookups);
             report.hosts.push(h);
         }
@@ -208,23 +254,48 @@ async fn run(ctx: &ProbeContext, target: &str, hop: &NextHop, opts: ProbeOptions
                 next_hop: domain.clone(),
                 mx_secure,
             });
-            let results = futures::future::join_all(plans.map(|p| probe_host(ctx, p, opts))).await;
+            // Every host's DNS first: the policy sees all addresses before any connection.
+            let resolved = futures::future::join_all(plans.map(|p| async {
+                let hd = mx::resolve_host(&ctx.dns, &p).await;
+                (p, hd)
+            }))
+            .await;
+            check_addresses(opts.addresses, resolved.iter().map(|(_, hd)| hd))?;
+            let slots = &slots;
+            let results = futures::future::join_all(
+                resolved
+                    .into_iter()
+                    .map(|(p, hd)| probe_host(ctx, p, hd, opts, slots)),
+            )
+            .await;
             for (h, lookups) in results {
                 report.lookups.extend(lookups);
                 report.hosts.push(h);
             }
         }
     }
-    report
+    Ok(report)
 }
 
-/// DNS for one host (addresses, TLSA), then every address.
+/// The first address of `hosts` that `policy` forbids, as the refusal.
+fn check_addresses<'a>(
+    policy: AddressPolicy,
+    hosts: impl IntoIterator<Item = &'a mx::HostDns>,
+) -> Result<(), Refused> {
+    hosts
+        .into_iter()
+        .flat_map(|hd| hd.addrs.iter())
+        .try_for_each(|ip| policy.check(*ip))
+}
+
+/// Every address of one host, its DNS (addresses, TLSA) done.
 async fn probe_host(
     ctx: &ProbeContext,
     plan: mx::HostPlan,
+    hd: mx::HostDns,
     opts: ProbeOptions,
+    slots: &Semaphore,
 ) -> (HostReport, Vec<Arc<Answer>>) {
-    let hd = mx::resolve_host(&ctx.dns, &plan).await;
     let sni = hd
         .tlsa_base
         .clone()
@@ -238,7 +309,7 @@ async fn probe_host(
             let sni = sni.clone();
             async move {
                 let addr = SocketAddr::new(*ip, plan.port);
-                let smtp = smtp_probe(ctx, addr, Some(sni), opts).await;
+                let smtp = smtp_probe(ctx, addr, Some(sni), opts, slots).await;
                 observe(ctx, Some(*ip), Some(smtp), Some(mx_name))
             }
         });
@@ -268,6 +339,7 @@ async fn smtp_probe(
     addr: SocketAddr,
     sni: Option<String>,
     opts: ProbeOptions,
+    slots: &Semaphore,
 ) -> Arc<SmtpReport> {
     let phase = (ctx.timeout / 3).min(MAX_PHASE_TIMEOUT);
     let smtp_opts = SmtpOptions {
@@ -280,6 +352,8 @@ async fn smtp_probe(
         transcript: opts.transcript,
     };
     let run = || async {
+        // The semaphore is never closed; a failed acquire only means no bound to wait for.
+        let _slot = slots.acquire().await.ok();
         ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
         let mut r = smtp::probe(addr, &smtp_opts).await;
         if !opts.transcript {
