@@ -296,7 +296,7 @@ fn ensure_lab() -> Result<common::Lab> {
 /// and `probe.allow` for the next hops Prometheus sends to `/probe`.
 fn exporter_config(lab: &common::Lab) -> Result<String> {
     let mut extra = String::from(
-        "interval: 15s\ntimeout: 10s\nprobe:\n  allow: [\"*.dane.test\", \"*.good.test\"]\ntargets:\n",
+        "interval: 15s\ntimeout: 10s\nprobe:\n  allow: [\"*.dane.test\", \"*.good.test\"]\n  # The lab is on loopback.\n  private_addresses: true\ntargets:\n",
     );
     for d in DOMAIN_TARGETS {
         extra.push_str(&format!("  - domain: {d}\n"));
