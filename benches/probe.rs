@@ -520,6 +520,7 @@ impl Prober {
                     ProbeOptions {
                         fresh: true,
                         transcript: false,
+                        ..ProbeOptions::default()
                     },
                 )
                 .await;

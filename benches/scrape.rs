@@ -5,7 +5,9 @@
 //! on an rcgen chain, `3 1 1` + `2 1 1` TLSA records judged by `dane::evaluate`, MX + A +
 //! AAAA + TLSA lookups per host) and timing `metrics::render` over the daemon's registry
 //! (`ExporterMetrics::registry`), OpenMetrics and text format. Goal (docs/performance.md): ≤ 50 ms.
-//! Not here: serving (`http`) or gzip; probing.
+//! Then the gzip the daemon applies when Prometheus sends `Accept-Encoding: gzip`
+//! (`transport::gzip`, flate2's fastest level): time and compressed size.
+//! Not here: serving (`http`); probing.
 //!
 //! Run: `cargo bench --bench scrape`. Environment: `BENCH_TARGETS` [10000],
 //! `BENCH_ITERS` [20], `BENCH_LEAVES` distinct leaf certificates [256].
@@ -26,6 +28,7 @@ use mailtls_exporter::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use mailtls_exporter::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 use mailtls_exporter::model::smtp::{Reply, SmtpReport, TlsFacts};
 use mailtls_exporter::model::tlsa::{Authentication, RecordCheck, Tlsa};
+use mailtls_exporter::transport;
 
 fn env_or(key: &str, default: usize) -> Result<usize> {
     match std::env::var(key) {
@@ -364,6 +367,34 @@ fn main() -> Result<()> {
             } else {
                 "FAIL"
             }
+        );
+    }
+
+    println!();
+    println!("gzip of the body (transport::gzip, fastest level), {iters} iterations:");
+    println!();
+    println!("| format | body MiB | gzip MiB | ratio | min ms | median ms | max ms |");
+    println!("|---|---|---|---|---|---|---|");
+    for (name, om) in [("OpenMetrics", true), ("text 0.0.4", false)] {
+        let (body, _) = exposition.render(om);
+        let mut times = Vec::with_capacity(iters);
+        let mut zipped = 0;
+        for _ in 0..iters {
+            let t = Instant::now();
+            let z = transport::gzip(body.as_bytes())?;
+            times.push(t.elapsed());
+            zipped = z.len();
+            std::hint::black_box(z);
+        }
+        times.sort_unstable();
+        println!(
+            "| {name} | {:.1} | {:.2} | {:.1}x | {:.1} | {:.1} | {:.1} |",
+            body.len() as f64 / 1048576.0,
+            zipped as f64 / 1048576.0,
+            body.len() as f64 / zipped.max(1) as f64,
+            times[0].as_secs_f64() * 1e3,
+            times[times.len() / 2].as_secs_f64() * 1e3,
+            times[times.len() - 1].as_secs_f64() * 1e3,
         );
     }
     Ok(())

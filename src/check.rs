@@ -38,6 +38,7 @@ pub async fn run(cfg: &Config, targets: &[String], json: bool) -> i32 {
     let opts = ProbeOptions {
         fresh: true,
         transcript: !json,
+        ..ProbeOptions::default()
     };
     let reports = futures::future::join_all(
         hops.iter()

@@ -13,7 +13,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::target::{glob_match, normalize_name, NextHop, DEFAULT_PORT};
+use crate::target::{normalize_name, AllowEntry, NextHop, DEFAULT_PORT};
 
 pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// Longest accepted `interval`: a day. Certificates and RRSIGs are judged in days, so a
@@ -22,6 +22,10 @@ pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
 pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
 pub const DEFAULT_CONCURRENCY: usize = 32;
+/// `/probe` requests probing at once (`probe.max_concurrent`).
+pub const DEFAULT_PROBE_MAX_CONCURRENT: usize = 8;
+/// Ceiling on `probe.max_concurrent`.
+pub const MAX_PROBE_CONCURRENT: i64 = 1024;
 pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Ceiling on targets, against a config that would exhaust memory.
 pub const MAX_TARGETS: usize = 1_000_000;
@@ -84,8 +88,38 @@ pub struct Config {
     pub dns: DnsConfig,
     pub helo_name: String,
     pub ca_file: Option<PathBuf>,
-    pub probe_allow: Vec<String>,
+    pub probe: ProbeConfig,
     pub targets: Vec<Target>,
+}
+
+/// The `probe:` section: limits of `/probe` for targets that are not configured.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProbeConfig {
+    /// What `/probe` may be asked for beyond configured targets (default: nothing).
+    pub allow: Vec<AllowEntry>,
+    /// `/probe` requests probing at once; the others wait for a slot.
+    pub max_concurrent: usize,
+    /// May a `/probe` of a target that is not configured connect to a non-global address?
+    pub private_addresses: bool,
+}
+
+impl Default for ProbeConfig {
+    fn default() -> Self {
+        Self {
+            allow: Vec::new(),
+            max_concurrent: DEFAULT_PROBE_MAX_CONCURRENT,
+            private_addresses: false,
+        }
+    }
+}
+
+/// Why `/probe` may probe a next hop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ProbeAccess {
+    /// A configured target: never restricted (the sidecar probes loopback).
+    Configured,
+    /// Matched by `probe.allow`: subject to `probe.private_addresses`.
+    Allowed,
 }
 
 impl Config {
@@ -96,7 +130,7 @@ impl Config {
     /// scheduler logs a warning at start and on reload, `check-config` prints one.
     pub fn trusts_remote_ad_bit(&self) -> bool {
         let ip = self.dns.resolver.ip().to_canonical();
-        let may_query = !self.probe_allow.is_empty()
+        let may_query = !self.probe.allow.is_empty()
             || self
                 .targets
                 .iter()
@@ -104,13 +138,22 @@ impl Config {
         self.dns.validation == Validation::Upstream && !ip.is_loopback() && may_query
     }
 
-    /// May `/probe` probe this next hop? Configured targets always; others when a
-    /// `probe.allow` pattern matches the host, domain or address.
-    pub fn probe_allowed(&self, hop: &NextHop) -> bool {
-        self.targets.iter().any(|t| &t.hop == hop) || {
-            let name = hop.name();
-            self.probe_allow.iter().any(|p| glob_match(p, &name))
+    /// May `/probe` probe this next hop, and on what terms? Configured targets always;
+    /// others when a `probe.allow` entry matches (names by name, addresses by network,
+    /// each on the entry's port).
+    pub fn probe_access(&self, hop: &NextHop) -> Option<ProbeAccess> {
+        if self.targets.iter().any(|t| &t.hop == hop) {
+            Some(ProbeAccess::Configured)
+        } else if self.probe.allow.iter().any(|a| a.matches(hop)) {
+            Some(ProbeAccess::Allowed)
+        } else {
+            None
         }
+    }
+
+    /// May `/probe` probe this next hop at all? See [`Config::probe_access`].
+    pub fn probe_allowed(&self, hop: &NextHop) -> bool {
+        self.probe_access(hop).is_some()
     }
 }
 
@@ -206,6 +249,8 @@ struct RawPkix {
 struct RawProbe {
     #[serde(default)]
     allow: Vec<Spanned<String>>,
+    max_concurrent: Option<Spanned<i64>>,
+    private_addresses: Option<Spanned<bool>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -236,16 +281,73 @@ pub fn embedded_default() -> Result<Config, ConfigError> {
     parse(EMBEDDED_DEFAULT, "<embedded default>")
 }
 
+/// Builds [`ConfigError`]s for one file.
+struct At<'a>(&'a str);
+
+impl At<'_> {
+    fn err(&self, line: Option<u64>, key: &str, message: String) -> ConfigError {
+        ConfigError {
+            place: Place {
+                file: self.0.to_string(),
+                line,
+                key: key.to_string(),
+            },
+            message,
+        }
+    }
+
+    /// A positive duration (`30s`, `5m`), or `default` when absent.
+    fn duration(
+        &self,
+        v: &Option<Spanned<String>>,
+        key: &str,
+        default: Duration,
+    ) -> Result<Duration, ConfigError> {
+        let Some(s) = v else {
+            return Ok(default);
+        };
+        let line = Some(s.referenced.line());
+        let d = humantime::parse_duration(s.value.trim()).map_err(|e| {
+            self.err(
+                line,
+                key,
+                format!("invalid duration {:?}: {e} (use e.g. 30s, 5m)", s.value),
+            )
+        })?;
+        if d.is_zero() {
+            return Err(self.err(line, key, "must be greater than zero".into()));
+        }
+        Ok(d)
+    }
+
+    /// An integer in `range`, or `default` when absent.
+    fn count(
+        &self,
+        v: &Option<Spanned<i64>>,
+        key: &str,
+        range: std::ops::RangeInclusive<i64>,
+        default: usize,
+    ) -> Result<usize, ConfigError> {
+        match v {
+            None => Ok(default),
+            Some(c) if range.contains(&c.value) => Ok(c.value as usize),
+            Some(c) => Err(self.err(
+                Some(c.referenced.line()),
+                key,
+                format!(
+                    "{} is out of range {}..={}",
+                    c.value,
+                    range.start(),
+                    range.end()
+                ),
+            )),
+        }
+    }
+}
+
 /// Parses and validates config text; `file` names it in errors.
 pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
-    let err = |line: Option<u64>, key: &str, message: String| ConfigError {
-        place: Place {
-            file: file.to_string(),
-            line,
-            key: key.to_string(),
-        },
-        message,
-    };
+    let at = At(file);
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
@@ -254,32 +356,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             ConfigError { place, message }
         })?
     };
-
-    let duration = |v: &Option<Spanned<String>>, key: &str, default: Duration| match v {
-        None => Ok(default),
-        Some(s) => humantime::parse_duration(s.value.trim())
-            .map_err(|e| {
-                err(
-                    Some(s.referenced.line()),
-                    key,
-                    format!("invalid duration {:?}: {e} (use e.g. 30s, 5m)", s.value),
-                )
-            })
-            .and_then(|d| {
-                if d.is_zero() {
-                    Err(err(
-                        Some(s.referenced.line()),
-                        key,
-                        "must be greater than zero".into(),
-                    ))
-                } else {
-                    Ok(d)
-                }
-            }),
-    };
-    let interval = duration(&raw.interval, "interval", DEFAULT_INTERVAL)?;
+    let interval = at.duration(&raw.interval, "interval", DEFAULT_INTERVAL)?;
     if let (Some(i), true) = (&raw.interval, interval > MAX_INTERVAL) {
-        return Err(err(
+        return Err(at.err(
             Some(i.referenced.line()),
             "interval",
             format!(
@@ -289,34 +368,42 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    let timeout = duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
+    let timeout = at.duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
     if let (Some(t), true) = (&raw.timeout, timeout > interval) {
-        return Err(err(
+        return Err(at.err(
             Some(t.referenced.line()),
             "timeout",
             format!("{timeout:?} is longer than interval {interval:?}"),
         ));
     }
-    let concurrency = match &raw.concurrency {
-        None => DEFAULT_CONCURRENCY,
-        Some(c) if (1..=100_000).contains(&c.value) => c.value as usize,
-        Some(c) => {
-            return Err(err(
-                Some(c.referenced.line()),
-                "concurrency",
-                format!("{} is out of range 1..=100000", c.value),
-            ))
-        }
-    };
+    let concurrency = at.count(
+        &raw.concurrency,
+        "concurrency",
+        1..=100_000,
+        DEFAULT_CONCURRENCY,
+    )?;
+    Ok(Config {
+        source: file.to_string(),
+        interval,
+        timeout,
+        concurrency,
+        dns: parse_dns(&at, raw.dns.unwrap_or_default())?,
+        helo_name: parse_smtp(&at, raw.smtp.unwrap_or_default())?,
+        ca_file: parse_pkix(&at, raw.pkix.unwrap_or_default())?,
+        probe: parse_probe(&at, raw.probe.unwrap_or_default())?,
+        targets: parse_targets(&at, &raw.targets)?,
+    })
+}
 
-    let raw_dns = raw.dns.unwrap_or_default();
-    let validation = match &raw_dns.validation {
+/// The `dns:` section.
+fn parse_dns(at: &At, raw: RawDns) -> Result<DnsConfig, ConfigError> {
+    let validation = match &raw.validation {
         None => Validation::default(),
         Some(v) => match v.value.as_str() {
             "upstream" => Validation::Upstream,
             "local" => Validation::Local,
             other => {
-                return Err(err(
+                return Err(at.err(
                     Some(v.referenced.line()),
                     "dns.validation",
                     format!("{other:?} is neither \"upstream\" nor \"local\""),
@@ -324,9 +411,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             }
         },
     };
-    let resolver = match &raw_dns.resolver {
+    let resolver = match &raw.resolver {
         Some(r) => parse_resolver(&r.value).ok_or_else(|| {
-            err(
+            at.err(
                 Some(r.referenced.line()),
                 "dns.resolver",
                 format!(
@@ -337,105 +424,100 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         })?,
         None => system_resolver(Path::new(DEFAULT_RESOLV_CONF)),
     };
-    let trust_anchor = match &raw_dns.trust_anchor {
+    let trust_anchor = match &raw.trust_anchor {
         None => None,
-        Some(t) => {
-            if validation != Validation::Local {
-                return Err(err(
-                    Some(t.referenced.line()),
-                    "dns.trust_anchor",
-                    "only used with validation: local".into(),
-                ));
-            }
-            let p = PathBuf::from(&t.value);
-            if !p.is_file() {
-                return Err(err(
-                    Some(t.referenced.line()),
-                    "dns.trust_anchor",
-                    format!("{} is not a readable file", t.value),
-                ));
-            }
-            Some(p)
+        Some(t) if validation != Validation::Local => {
+            return Err(at.err(
+                Some(t.referenced.line()),
+                "dns.trust_anchor",
+                "only used with validation: local".into(),
+            ))
         }
+        Some(t) => Some(readable_file(at, t, "dns.trust_anchor")?),
     };
+    Ok(DnsConfig {
+        resolver,
+        validation,
+        trust_anchor,
+    })
+}
 
-    let helo_name = match raw.smtp.and_then(|s| s.helo_name) {
+fn readable_file(at: &At, v: &Spanned<String>, key: &str) -> Result<PathBuf, ConfigError> {
+    let p = PathBuf::from(&v.value);
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(at.err(
+            Some(v.referenced.line()),
+            key,
+            format!("{} is not a readable file", v.value),
+        ))
+    }
+}
+
+/// The `smtp:` section: the EHLO name.
+fn parse_smtp(at: &At, raw: RawSmtp) -> Result<String, ConfigError> {
+    match raw.helo_name {
         Some(h) => normalize_name(&h.value).map_err(|_| {
-            err(
+            at.err(
                 Some(h.referenced.line()),
                 "smtp.helo_name",
                 format!("{:?} is not a host name", h.value),
             )
-        })?,
-        None => system_host_name(),
-    };
-
-    let ca_file = match raw.pkix.and_then(|p| p.ca_file) {
-        None => None,
-        Some(c) => {
-            let p = PathBuf::from(&c.value);
-            if !p.is_file() {
-                return Err(err(
-                    Some(c.referenced.line()),
-                    "pkix.ca_file",
-                    format!("{} is not a readable file", c.value),
-                ));
-            }
-            Some(p)
-        }
-    };
-
-    let mut probe_allow = Vec::new();
-    for a in raw.probe.map(|p| p.allow).unwrap_or_default() {
-        let v = a.value.trim();
-        if v.is_empty() || v.contains(char::is_whitespace) {
-            return Err(err(
-                Some(a.referenced.line()),
-                "probe.allow",
-                format!("{:?} is not a name pattern", a.value),
-            ));
-        }
-        probe_allow.push(v.to_ascii_lowercase());
+        }),
+        None => Ok(system_host_name()),
     }
+}
 
-    if raw.targets.len() > MAX_TARGETS {
-        return Err(err(
+/// The `pkix:` section: the CA file.
+fn parse_pkix(at: &At, raw: RawPkix) -> Result<Option<PathBuf>, ConfigError> {
+    raw.ca_file
+        .map(|c| readable_file(at, &c, "pkix.ca_file"))
+        .transpose()
+}
+
+/// The `probe:` section: what `/probe` may do beyond configured targets.
+fn parse_probe(at: &At, raw: RawProbe) -> Result<ProbeConfig, ConfigError> {
+    let mut allow = Vec::with_capacity(raw.allow.len());
+    for (i, a) in raw.allow.iter().enumerate() {
+        let entry = AllowEntry::parse(&a.value)
+            .map_err(|m| at.err(Some(a.referenced.line()), &format!("probe.allow[{i}]"), m))?;
+        allow.push(entry);
+    }
+    Ok(ProbeConfig {
+        allow,
+        max_concurrent: at.count(
+            &raw.max_concurrent,
+            "probe.max_concurrent",
+            1..=MAX_PROBE_CONCURRENT,
+            DEFAULT_PROBE_MAX_CONCURRENT,
+        )?,
+        private_addresses: raw.private_addresses.is_some_and(|p| p.value),
+    })
+}
+
+/// The `targets:` list.
+fn parse_targets(at: &At, raw: &[Spanned<RawTarget>]) -> Result<Vec<Target>, ConfigError> {
+    if raw.len() > MAX_TARGETS {
+        return Err(at.err(
             None,
             "targets",
-            format!(
-                "{} targets exceed the limit of {MAX_TARGETS}",
-                raw.targets.len()
-            ),
+            format!("{} targets exceed the limit of {MAX_TARGETS}", raw.len()),
         ));
     }
-    let mut targets: Vec<Target> = Vec::with_capacity(raw.targets.len());
+    let mut targets: Vec<Target> = Vec::with_capacity(raw.len());
     let mut seen = std::collections::HashSet::new();
-    for (i, t) in raw.targets.iter().enumerate() {
+    for (i, t) in raw.iter().enumerate() {
         let line = Some(t.referenced.line());
         let key = format!("targets[{i}]");
-        let hop = target_hop(&t.value).map_err(|m| err(line, &key, m))?;
+        let hop = target_hop(&t.value).map_err(|m| at.err(line, &key, m))?;
         let target = Target::new(hop);
         if !seen.insert(target.name.clone()) {
-            return Err(err(line, &key, format!("duplicate target {}", target.name)));
+            return Err(at.err(line, &key, format!("duplicate target {}", target.name)));
         }
         targets.push(target);
     }
-
-    Ok(Config {
-        source: file.to_string(),
-        interval,
-        timeout,
-        concurrency,
-        dns: DnsConfig {
-            resolver,
-            validation,
-            trust_anchor,
-        },
-        helo_name,
-        ca_file,
-        probe_allow,
-        targets,
-    })
+    Ok(targets)
 }
 
 fn target_hop(t: &RawTarget) -> Result<NextHop, String> {
@@ -540,9 +622,20 @@ targets:
         assert_eq!(c.helo_name, "probe.example.org");
         let names: Vec<_> = c.targets.iter().map(|t| t.name.as_str()).collect();
         assert_eq!(names, ["example.org", "[mx1.example.net]", "[192.0.2.25]"]);
-        assert!(c.probe_allowed(&NextHop::parse("[mx9.example.org]:587").unwrap()));
+        assert!(c.probe_allowed(&NextHop::parse("[mx9.example.org]").unwrap()));
+        assert!(!c.probe_allowed(&NextHop::parse("[mx9.example.org]:587").unwrap()));
         assert!(!c.probe_allowed(&NextHop::parse("evil.test").unwrap()));
-        assert!(c.probe_allowed(&NextHop::parse("example.org").unwrap()));
+        assert_eq!(
+            c.probe_access(&NextHop::parse("example.org").unwrap()),
+            Some(ProbeAccess::Configured)
+        );
+        assert_eq!(
+            c.probe,
+            ProbeConfig {
+                allow: c.probe.allow.clone(),
+                ..Default::default()
+            }
+        );
     }
 
     #[test]
@@ -618,6 +711,34 @@ targets:
             "c.yml:2: interval: \"24h 1s\" is longer than the maximum of 24h"
         );
         assert!(parse("interval: 100000000years\n", "c.yml").is_err());
+    }
+
+    #[test]
+    fn probe_section_keys_are_validated_with_their_place() {
+        let c = parse(
+            "probe:\n  allow: [\"[127.26.0.0/16]:2525\"]\n  max_concurrent: 3\n  private_addresses: true\n",
+            "c.yml",
+        )
+        .unwrap();
+        assert_eq!(
+            (c.probe.max_concurrent, c.probe.private_addresses),
+            (3, true)
+        );
+        assert_eq!(
+            c.probe_access(&NextHop::parse("[127.26.0.9]:2525").unwrap()),
+            Some(ProbeAccess::Allowed)
+        );
+        let e = parse("probe:\n  allow:\n    - a.test\n    - 10.0.0.*\n", "c.yml").unwrap_err();
+        assert_eq!(
+            (e.place.line, e.place.key.as_str()),
+            (Some(4), "probe.allow[1]"),
+            "{e}"
+        );
+        let e = parse("probe:\n  max_concurrent: 0\n", "c.yml").unwrap_err();
+        assert_eq!(
+            (e.place.line, e.place.key.as_str()),
+            (Some(2), "probe.max_concurrent")
+        );
     }
 
     #[test]

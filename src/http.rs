@@ -1,11 +1,14 @@
 //! HTTP: serves `/metrics`, `/probe`, `/-/healthy`, `/-/reload` and a landing page.
 //!
 //! Owns: routing, the `/probe` allow-list (a refused target gets 403 before any DNS query
-//! or connection), content negotiation hand-off to `metrics`, graceful shutdown of
-//! connections. Scrapes of `/metrics` never wait on a probe. Under a `--web.config.file`:
-//! TLS (tokio-rustls, handshake per connection task with a timeout) and basic auth on every
-//! endpoint, with the settings `webconfig` validated.
-//! Not here: probing (`probe`), encoding (`metrics`), scheduling (`scheduler`).
+//! or connection; a target that is not configured gets 403 when an address it resolves to
+//! is not global, unless `probe.private_addresses`), content negotiation hand-off to
+//! `metrics`, gzip of the metric endpoints, the accept loop with its connection limit, and
+//! graceful shutdown of connections. Scrapes of `/metrics` never wait on a probe. Under a
+//! `--web.config.file`: TLS (tokio-rustls, handshake per connection task with a timeout)
+//! and basic auth on every endpoint, with the settings `webconfig` validated.
+//! Not here: probing (`probe`), sharing and limiting `/probe` (`admission`), the write
+//! deadline and gzip itself (`transport`), encoding (`metrics`), scheduling (`scheduler`).
 
 use std::convert::Infallible;
 use std::net::SocketAddr;
@@ -14,20 +17,26 @@ use std::time::Duration;
 
 use http_body_util::Full;
 use hyper::body::{Bytes, Incoming};
-use hyper::header::{ACCEPT, CONTENT_TYPE};
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
+    VARY,
+};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{watch, Semaphore};
 use tracing::{debug, info, warn};
 
+use crate::admission::{self, Admission, Outcome};
+use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
-use crate::probe::{probe_target, ProbeOptions};
+use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
 use crate::target::NextHop;
 use crate::text::render_text;
+use crate::transport::{self, DeadlineIo, Limits, HEADER_READ_TIMEOUT};
 use crate::webconfig::{self, Authorization, WebConfig, WebState};
 
 /// Longest accepted request head (hyper's minimum is 8 KiB); requests are tiny.
@@ -36,6 +45,9 @@ const MAX_HEADER_BYTES: usize = 16 * 1024;
 pub struct App {
     pub scheduler: Arc<Scheduler>,
     pub exposition: metrics::Exposition,
+    /// `/probe` sharing and slots.
+    pub admission: Admission,
+    pub limits: Limits,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -46,6 +58,45 @@ fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
     if let Ok(v) = ctype.parse() {
         r.headers_mut().insert(CONTENT_TYPE, v);
     }
+    r
+}
+
+/// Bodies larger than this are compressed off the async workers.
+const GZIP_INLINE_MAX: usize = 256 * 1024;
+
+/// A metric endpoint's 200 response: gzip when the request accepts it, `Vary` always.
+async fn metric_response(headers: &HeaderMap, ctype: &str, body: String) -> Resp {
+    let accept = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    let mut r = if transport::accepts_gzip(accept) {
+        let bytes = body.into_bytes();
+        let zipped = if bytes.len() <= GZIP_INLINE_MAX {
+            Ok(transport::gzip(&bytes).map_err(|_| bytes))
+        } else {
+            tokio::task::spawn_blocking(move || transport::gzip(&bytes).map_err(|_| bytes)).await
+        };
+        match zipped {
+            Ok(Ok(z)) => {
+                let mut r = text(StatusCode::OK, ctype, z);
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            }
+            // Writing into memory does not fail; if it did, send the body as it is.
+            Ok(Err(bytes)) => text(StatusCode::OK, ctype, bytes),
+            Err(e) => {
+                warn!(error = %e, "compressing a response failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    "compression failed\n",
+                )
+            }
+        }
+    } else {
+        text(StatusCode::OK, ctype, body)
+    };
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
     r
 }
 
@@ -92,7 +143,7 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
             app.scheduler.refresh_stats();
             let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
             let (body, ctype) = app.exposition.render(om);
-            text(StatusCode::OK, ctype, body)
+            metric_response(req.headers(), ctype, body).await
         }
         (&Method::GET, "/probe") => probe(&app, &req).await,
         (&Method::GET | &Method::HEAD, "/-/healthy") => {
@@ -162,29 +213,71 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
             "no configuration loaded\n",
         );
     };
-    if !cfg.probe_allowed(&hop) {
-        warn!(target = %name, "probe refused: not a configured target and not in probe.allow");
-        return text(
-            StatusCode::FORBIDDEN,
-            "text/plain; charset=utf-8",
-            format!("target {name} is neither configured nor allowed by probe.allow\n"),
-        );
-    }
-    let opts = ProbeOptions {
-        fresh: true,
-        transcript: debug_out,
+    let addresses = match cfg.probe_access(&hop) {
+        None => {
+            warn!(target = %hop, "probe refused: not a configured target and not in probe.allow");
+            return text(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                format!("target {hop} is neither configured nor allowed by probe.allow\n"),
+            );
+        }
+        Some(ProbeAccess::Configured) => AddressPolicy::Any,
+        Some(ProbeAccess::Allowed) if cfg.probe.private_addresses => AddressPolicy::Any,
+        Some(ProbeAccess::Allowed) => AddressPolicy::GlobalOnly,
     };
-    let r = probe_target(&ctx, name, &hop, opts).await;
+    let scrape_timeout = admission::scrape_timeout(
+        req.headers()
+            .get("x-prometheus-scrape-timeout-seconds")
+            .and_then(|v| v.to_str().ok()),
+    );
+    let outcome = app
+        .admission
+        .probe(admission::Request {
+            ctx,
+            hop: hop.clone(),
+            debug: debug_out,
+            addresses,
+            max_concurrent: cfg.probe.max_concurrent,
+            scrape_timeout,
+        })
+        .await;
+    let r = match outcome {
+        Outcome::Report(r) => r,
+        Outcome::Refused(why) => {
+            warn!(target = %hop, address = %why.address, range = why.range, "probe refused: non-global address");
+            return text(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                format!("target {hop}: {why}\n"),
+            );
+        }
+        Outcome::Busy { retry_after } => {
+            debug!(target = %hop, "probe refused: no probe slot within the scrape budget");
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!(
+                    "too many /probe requests: no probe slot (probe.max_concurrent = {}) within the scrape timeout\n",
+                    cfg.probe.max_concurrent
+                ),
+            );
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            return r;
+        }
+    };
     if debug_out {
-        return text(
-            StatusCode::OK,
+        return metric_response(
+            req.headers(),
             "text/plain; charset=utf-8",
             render_text(&r, true),
-        );
+        )
+        .await;
     }
     let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
-    let (body, ctype) = metrics::render_report(Arc::new(r), om);
-    text(StatusCode::OK, ctype, body)
+    let (body, ctype) = metrics::render_report(r, om);
+    metric_response(req.headers(), ctype, body).await
 }
 
 fn html_escape(s: &str) -> String {
@@ -342,8 +435,19 @@ pub async fn serve_with(
     let graceful = GracefulShutdown::new();
     let local: Option<SocketAddr> = listener.local_addr().ok();
     let tls_on = web.as_ref().is_some_and(|w| w.current().tls.is_some());
-    info!(address = ?local, tls = tls_on, "listening");
+    let limits = app.limits;
+    info!(address = ?local, tls = tls_on, max_connections = limits.max_connections, "listening");
+    // One permit per open connection: at the limit, accept waits (clients queue in the
+    // kernel's listen backlog) until a connection ends.
+    let open = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     loop {
+        let permit = tokio::select! {
+            p = open.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = stop.changed() => break,
+        };
         tokio::select! {
             conn = listener.accept() => {
                 let (stream, peer) = match conn {
@@ -359,18 +463,20 @@ pub async fn serve_with(
                 let app = app.clone();
                 let web = web.clone();
                 tokio::spawn(async move {
+                    let _permit = permit;
                     let svc = service_fn(move |req| handle_entry(app.clone(), web.clone(), req));
                     let builder = {
                         let mut b = hyper::server::conn::http1::Builder::new();
                         b.max_buf_size(MAX_HEADER_BYTES)
-                            .header_read_timeout(Duration::from_secs(30))
+                            .header_read_timeout(HEADER_READ_TIMEOUT)
                             .timer(hyper_util::rt::TokioTimer::new());
                         b
                     };
                     let result = match tls {
                         None => {
+                            let io = DeadlineIo::new(stream, limits.write_timeout);
                             watcher
-                                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                                .watch(builder.serve_connection(TokioIo::new(io), svc))
                                 .await
                         }
                         Some(tls) => {
@@ -391,8 +497,9 @@ pub async fn serve_with(
                                     return;
                                 }
                             };
+                            let io = DeadlineIo::new(stream, limits.write_timeout);
                             watcher
-                                .watch(builder.serve_connection(TokioIo::new(stream), svc))
+                                .watch(builder.serve_connection(TokioIo::new(io), svc))
                                 .await
                         }
                     };

@@ -12,11 +12,12 @@
 //! 4. cert
 //! 5. dane
 //! 6. probe, metrics, text
-//! 7. scheduler
-//! 8. webconfig
+//! 7. scheduler, admission
+//! 8. webconfig, transport
 //! 9. http, check
 //! 10. main
 
+pub mod admission;
 pub mod cert;
 pub mod check;
 pub mod config;
@@ -29,4 +30,5 @@ pub mod probe;
 pub mod scheduler;
 pub mod target;
 pub mod text;
+pub mod transport;
 pub mod webconfig;

@@ -11,12 +11,14 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use tracing::{error, info, warn};
 
+use mailtls_exporter::admission::Admission;
 use mailtls_exporter::check::{self, EXIT_USAGE};
 use mailtls_exporter::config;
 use mailtls_exporter::http::{self, App};
 use mailtls_exporter::logging::{self, Format, Level};
 use mailtls_exporter::metrics::{ExporterMetrics, Exposition};
 use mailtls_exporter::scheduler::Scheduler;
+use mailtls_exporter::transport::{self, Limits};
 use mailtls_exporter::webconfig::WebState;
 
 /// Default listen address: outside the full 9100-9999 exporter range.
@@ -40,6 +42,12 @@ struct Cli {
     /// TLS and basic auth for the web endpoints (exporter-toolkit format).
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config: Option<PathBuf>,
+    /// Connections served at once; beyond it new connections wait in the listen backlog.
+    #[arg(long = "web.max-connections", default_value_t = transport::DEFAULT_MAX_CONNECTIONS as u32, value_parser = clap::value_parser!(u32).range(1..=1_000_000), value_name = "N")]
+    max_connections: u32,
+    /// Test hook: the response write deadline (default 60s); not part of the interface.
+    #[arg(long = "web.write-timeout", hide = true, default_value = "60s", value_parser = humantime::parse_duration)]
+    write_timeout: Duration,
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: Level,
     #[arg(
@@ -196,6 +204,11 @@ fn daemon(cli: &Cli) -> ExitCode {
         let app = Arc::new(App {
             scheduler: scheduler.clone(),
             exposition,
+            admission: Admission::new(),
+            limits: Limits {
+                max_connections: cli.max_connections as usize,
+                write_timeout: cli.write_timeout,
+            },
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(w) = &web {

@@ -1,13 +1,17 @@
-//! Probe targets in Postfix next-hop syntax, and the `probe.allow` patterns.
+//! Probe targets in Postfix next-hop syntax, and the `probe.allow` entries.
 //!
 //! Owns: parsing `example.org`, `[mx1.example.org]`, `[mx1.example.org]:587`,
 //! `[192.0.2.25]:25` and `[2001:db8::25]` into a [`NextHop`], and its canonical
-//! display (the `target` label of configured targets).
-//! Not here: DNS (`probe::mx`), config files (`config`).
-//! Postfix `transport(5)` next-hop syntax; RFC 5321 §2.3.5 domain names.
+//! display (the `target` label); parsing and matching [`AllowEntry`] (name patterns match
+//! names only, CIDR entries addresses only, each on one port).
+//! Not here: DNS (`probe::mx`), config files (`config`), which addresses a probe may
+//! connect to (`probe::AddressPolicy`).
+//! Postfix `transport(5)` next-hop syntax; RFC 5321 §2.3.5 domain names; RFC 4632 CIDR.
 
 use std::fmt;
 use std::net::IpAddr;
+
+use ipnet::IpNet;
 
 /// Default SMTP port (RFC 5321 §4.5.4.2 relays use port 25).
 pub const DEFAULT_PORT: u16 = 25;
@@ -153,9 +157,179 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
     p[pi..].iter().all(|&b| b == b'*')
 }
 
+/// What one `probe.allow` entry matches.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AllowPattern {
+    /// A [`glob_match`] pattern over host and domain names; never matches an address target.
+    Name(String),
+    /// A network (CIDR; a single address is a /32 or /128); matches address targets only.
+    Network(IpNet),
+}
+
+/// One `probe.allow` entry: a pattern and the one port it allows.
+///
+/// `*.example.org` allows domains and `[host]` targets on port 25; `[*.example.net]:587`
+/// only `[host]` targets on port 587 (brackets mean "this host, no MX lookup", as in Postfix);
+/// `192.0.2.0/24` and `[2001:db8::/32]:465` allow address targets in that network on that port.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AllowEntry {
+    pub pattern: AllowPattern,
+    pub port: u16,
+    /// Written in brackets: `[host]` targets only, never a mail domain.
+    pub bracketed: bool,
+}
+
+impl AllowEntry {
+    /// Parses an entry (see the type doc); the error says what is wrong, for the config message.
+    pub fn parse(s: &str) -> Result<Self, String> {
+        let s = s.trim().to_ascii_lowercase();
+        if s.is_empty() || s.contains(char::is_whitespace) {
+            return Err(format!("{s:?} is not a name pattern or network"));
+        }
+        let (inner, port, bracketed) = match s.strip_prefix('[') {
+            Some(rest) => {
+                let Some((inner, after)) = rest.split_once(']') else {
+                    return Err(format!("unbalanced brackets in {s:?}"));
+                };
+                let port = match after {
+                    "" => DEFAULT_PORT,
+                    p => p
+                        .strip_prefix(':')
+                        .and_then(|p| p.parse::<u16>().ok())
+                        .filter(|p| *p != 0)
+                        .ok_or_else(|| format!("invalid port in {s:?} (use [host]:587)"))?,
+                };
+                (inner.strip_prefix("ipv6:").unwrap_or(inner), port, true)
+            }
+            None if s.contains(']') => return Err(format!("unbalanced brackets in {s:?}")),
+            None => (s.as_str(), DEFAULT_PORT, false),
+        };
+        if let Ok(net) = inner.parse::<IpNet>() {
+            return Ok(Self {
+                pattern: AllowPattern::Network(net.trunc()),
+                port,
+                bracketed,
+            });
+        }
+        if let Ok(ip) = inner.parse::<IpAddr>() {
+            return Ok(Self {
+                pattern: AllowPattern::Network(IpNet::from(ip)),
+                port,
+                bracketed,
+            });
+        }
+        if inner.contains(':') {
+            return Err(format!(
+                "{s:?}: a port needs brackets ([host]:587), and an IPv6 network is written [2001:db8::/32]"
+            ));
+        }
+        let name_chars =
+            |b: u8| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'*' | b'?');
+        if inner.is_empty() || !inner.bytes().all(name_chars) || inner.contains("..") {
+            return Err(format!("{s:?} is not a name pattern or network"));
+        }
+        // `10.0.0.*` would also match the name 10.0.0.1.attacker.example, which DNS can
+        // point anywhere: addresses are allowed by network only.
+        let address_like = inner.bytes().any(|b| b.is_ascii_digit())
+            && inner.split('.').all(|l| {
+                l.bytes()
+                    .all(|b| b.is_ascii_digit() || b == b'*' || b == b'?')
+            });
+        if address_like {
+            return Err(format!(
+                "{s:?} looks like an address pattern: allow addresses by network (CIDR), e.g. 10.0.0.0/24"
+            ));
+        }
+        Ok(Self {
+            pattern: AllowPattern::Name(inner.trim_end_matches('.').to_string()),
+            port,
+            bracketed,
+        })
+    }
+
+    /// Does this entry allow `hop`? Names match names, networks addresses, on the entry's port.
+    pub fn matches(&self, hop: &NextHop) -> bool {
+        match (&self.pattern, hop) {
+            (AllowPattern::Name(p), NextHop::Domain(d)) => {
+                !self.bracketed && self.port == DEFAULT_PORT && glob_match(p, d)
+            }
+            (AllowPattern::Name(p), NextHop::Host { host, port }) => {
+                *port == self.port && glob_match(p, host)
+            }
+            (AllowPattern::Network(n), NextHop::Address { ip, port }) => {
+                *port == self.port && n.contains(ip)
+            }
+            _ => false,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn allows(entry: &str, target: &str) -> bool {
+        AllowEntry::parse(entry)
+            .unwrap()
+            .matches(&NextHop::parse(target).unwrap())
+    }
+
+    #[test]
+    fn name_entries_allow_names_on_their_port_only() {
+        assert!(allows("*.example.org", "mx1.example.org"));
+        assert!(allows("*.example.org", "[mx1.example.org]"));
+        assert!(allows("*.example.org", "[mx1.example.org]:25"));
+        assert!(!allows("*.example.org", "[mx1.example.org]:22"));
+        assert!(!allows("*.example.org", "[mx1.example.org]:587"));
+        assert!(allows("[*.example.net]:587", "[mx.example.net]:587"));
+        assert!(!allows("[*.example.net]:587", "[mx.example.net]"));
+        assert!(!allows("[*.example.net]:587", "example.net"));
+        // Brackets: the host itself, never a mail domain (no MX lookup).
+        assert!(allows("[*.example.net]", "[mx.example.net]"));
+        assert!(!allows("[*.example.net]", "sub.example.net"));
+        assert!(!allows("*", "[192.0.2.1]"));
+    }
+
+    #[test]
+    fn network_entries_allow_addresses_in_the_network_only() {
+        assert!(allows("192.0.2.0/24", "[192.0.2.25]"));
+        assert!(!allows("192.0.2.0/24", "[192.0.3.25]"));
+        assert!(!allows("192.0.2.0/24", "[192.0.2.25]:2525"));
+        assert!(allows("[127.26.0.0/16]:2525", "[127.26.0.7]:2525"));
+        assert!(allows("[2001:db8::/32]:465", "[2001:db8::25]:465"));
+        assert!(!allows("[2001:db8::/32]:465", "[2001:db8::25]"));
+        assert!(allows("192.0.2.25", "[192.0.2.25]"));
+        assert!(!allows("192.0.2.25", "[192.0.2.26]"));
+        // A name that looks like an address is a name: DNS can point it anywhere.
+        assert!(!allows("10.0.0.0/8", "10.0.0.1.attacker.test"));
+        assert!(!allows("10.0.0.0/8", "[10.0.0.1.attacker.test]"));
+    }
+
+    #[test]
+    fn address_like_and_malformed_entries_are_rejected() {
+        for bad in [
+            "10.0.0.*",
+            "192.168.*.*",
+            "",
+            "a b",
+            "[x.example",
+            "[x.example]:0",
+            "[x.example]:70000",
+            "x.example:587",
+            "a..b",
+            "ex$ample.org",
+            "192.0.2.0/33",
+        ] {
+            assert!(
+                AllowEntry::parse(bad).is_err(),
+                "{bad:?} should be rejected"
+            );
+        }
+        assert_eq!(
+            AllowEntry::parse("192.0.2.9/24").unwrap().pattern,
+            AllowPattern::Network("192.0.2.0/24".parse().unwrap())
+        );
+    }
 
     #[test]
     fn parses_postfix_next_hop_forms() {

@@ -322,7 +322,7 @@ fn probe_endpoint_enforces_the_allow_list_before_any_lookup_or_connection() -> R
         "c.yml",
         &lab.config(
             "upstream",
-            "interval: 5m\nprobe:\n  allow: [\"*.dane.test\"]\ntargets:\n  - domain: good.test\n",
+            "interval: 5m\nprobe:\n  allow: [\"*.dane.test\"]\n  private_addresses: true\ntargets:\n  - domain: good.test\n",
         )?,
     )?;
     let d = Daemon::start(&cfg, &[])?;

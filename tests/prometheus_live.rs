@@ -58,14 +58,14 @@ const DOMAIN_TARGETS: &[&str] = &[
 const ADDRESS_TARGET: &str = "127.25.0.1";
 
 /// Next hops Prometheus asks `/probe` for (job `mailtls_probe`); both healthy.
-const PROBE_TARGETS: &[&str] = &["s01.dane.test", "[mx1.good.test]:25"];
+const PROBE_TARGETS: &[&str] = &["s01.dane.test", "[mx1.good.test]"];
 
 /// A `/probe` target no `probe.allow` pattern matches: the exporter answers 403, the scrape
 /// fails and MailTLSExporterDown must be pending for it (deploy/README.md).
 const FORBIDDEN_PROBE_TARGET: &str = "forbidden.test";
 
 /// Targets for which no alert at all may be pending or firing.
-const HEALTHY_TARGETS: &[&str] = &["good.test", "s01.dane.test", "[mx1.good.test]:25"];
+const HEALTHY_TARGETS: &[&str] = &["good.test", "s01.dane.test", "[mx1.good.test]"];
 
 /// Grafana's built-in variables and what the test puts in their place.
 const BUILTIN_VARIABLES: &[(&str, &str)] = &[
@@ -296,7 +296,7 @@ fn ensure_lab() -> Result<common::Lab> {
 /// and `probe.allow` for the next hops Prometheus sends to `/probe`.
 fn exporter_config(lab: &common::Lab) -> Result<String> {
     let mut extra = String::from(
-        "interval: 15s\ntimeout: 10s\nprobe:\n  allow: [\"*.dane.test\", \"*.good.test\"]\ntargets:\n",
+        "interval: 15s\ntimeout: 10s\nprobe:\n  allow: [\"*.dane.test\", \"*.good.test\"]\n  # The lab is on loopback.\n  private_addresses: true\ntargets:\n",
     );
     for d in DOMAIN_TARGETS {
         extra.push_str(&format!("  - domain: {d}\n"));

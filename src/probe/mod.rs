@@ -1,20 +1,25 @@
 //! One probe of one target: DNS (MX, addresses, TLSA) → SMTP/TLS per address → verdicts.
 //!
 //! Owns: the order of steps for a next hop, the per-target deadline, sharing SMTP probes of
-//! an address between targets within a round ([`SmtpCache`]), and assembling a plain
-//! [`TargetReport`].
+//! an address between targets within a round ([`SmtpCache`]), the fan-out bound (at most
+//! [`MAX_SMTP_PER_PROBE`] SMTP connections of one probe at once), and assembling a plain
+//! [`TargetReport`]. All DNS of a target is done before its first SMTP connection, so an
+//! [`AddressPolicy`] can stop the probe before it connects anywhere.
 //!
-//! Deadline: one instant per target probe (`timeout` after its start). Every DNS step and
-//! every SMTP/TLS phase ends at it on its own, so a slow or silent address fails on its own
-//! phase with its own reason and the rest of the report is kept. Only a probe whose DNS did
-//! not finish in time is reported as timed out as a whole; an outer timeout, slightly later,
-//! is a last resort for a step that would not end by itself. Steps live in their own files: `dns` (lookups + DNSSEC), `mx` (which
-//! names to look up, RFC 7672 §2.2), `smtp` and `tls` (the dialogue).
+//! Deadline: one instant per target probe (`timeout` after its start, or sooner for a
+//! `/probe` whose scrape ends sooner). Every DNS step and every SMTP/TLS phase ends at it on
+//! its own, so a slow or silent address fails on its own phase with its own reason and the
+//! rest of the report is kept. Only a probe whose DNS did not finish in time is reported as
+//! timed out as a whole; an outer timeout, slightly later, is a last resort for a step that
+//! would not end by itself. Steps live in their own files: `dns` (lookups + DNSSEC), `mx`
+//! (which names to look up, RFC 7672 §2.2), `policy` (which addresses may be connected to),
+//! `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
 mod cache;
 pub mod dns;
 pub mod mx;
+pub mod policy;
 pub mod smtp;
 pub mod tls;
 
@@ -37,7 +42,9 @@ use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
 use cache::Coalescing;
 use dns::Dns;
+pub use policy::{AddressPolicy, Refused};
 use smtp::SmtpOptions;
+use tokio::sync::Semaphore;
 
 /// How long after the target deadline the last-resort timeout replaces the whole report.
 /// Every step ends at the deadline by itself; this only catches one that would not.
@@ -51,6 +58,10 @@ const SHARED_WAIT_SLACK: Duration = Duration::from_millis(250);
 /// target's earlier deadline (each attempt runs under its own deadline, so one suffices
 /// unless yet another target's earlier session is joined meanwhile).
 const MAX_SHARED_ATTEMPTS: usize = 3;
+
+/// SMTP connections one probe may have open at once. A domain expands to at most
+/// [`mx::MAX_MX_HOSTS`] × [`mx::MAX_ADDRESSES_PER_HOST`] addresses; they take turns.
+pub const MAX_SMTP_PER_PROBE: usize = 16;
 
 /// Everything a probe needs that outlives it: resolver, TLS config, roots, shared SMTP results.
 pub struct ProbeContext {
@@ -105,6 +116,11 @@ pub struct ProbeOptions {
     pub fresh: bool,
     /// Keep the SMTP transcript (debug output).
     pub transcript: bool,
+    /// Which addresses may be connected to; checked on every address before the first
+    /// connection of the probe.
+    pub addresses: AddressPolicy,
+    /// A deadline shorter than the context's `timeout` (a `/probe` whose scrape ends sooner).
+    pub deadline: Option<Duration>,
 }
 
 /// An address and the SNI sent to it.
@@ -198,8 +214,7 @@ fn unix_now() -> f64 {
 }
 
 /// Probes `hop` (labelled `target`) within the context's deadline. Never fails: every
-/// problem ends up in the report.
-#[tracing::instrument(skip_all, fields(target = %target))]
+/// problem ends up in the report (an address refused by `opts.addresses` too).
 pub async fn probe_target(
     ctx: &ProbeContext,
     target: &str,
@@ -207,20 +222,43 @@ pub async fn probe_target(
     opts: ProbeOptions,
 ) -> TargetReport {
     let started = Instant::now();
-    let deadline = started + ctx.timeout;
+    match probe_checked(ctx, target, hop, opts).await {
+        Ok(r) => r,
+        Err(refused) => {
+            let mut r = empty_report(target, hop);
+            r.error = Some(refused.to_string());
+            r.duration_seconds = started.elapsed().as_secs_f64();
+            r.timestamp = unix_now();
+            r
+        }
+    }
+}
+
+/// As [`probe_target`], but a probe that `opts.addresses` stops (before any SMTP
+/// connection) is an `Err` saying which address and why.
+#[tracing::instrument(skip_all, fields(target = %target))]
+pub async fn probe_checked(
+    ctx: &ProbeContext,
+    target: &str,
+    hop: &NextHop,
+    opts: ProbeOptions,
+) -> Result<TargetReport, Refused> {
+    let started = Instant::now();
+    let budget = opts.deadline.map_or(ctx.timeout, |d| d.min(ctx.timeout));
+    let deadline = started + budget;
     let probe = run(ctx, target, hop, opts, deadline);
     let mut report = match timeout_at(deadline + LAST_RESORT_SLACK, probe).await {
-        Ok(r) => r,
+        Ok(r) => r?,
         Err(_) => {
             let mut r = empty_report(target, hop);
-            r.error = Some(format!("probe timed out after {:?}", ctx.timeout));
+            r.error = Some(format!("probe timed out after {budget:?}"));
             r
         }
     };
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.timestamp = unix_now();
     report.success = report.compute_success();
-    report
+    Ok(report)
 }
 
 fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
@@ -251,12 +289,15 @@ async fn run(
     hop: &NextHop,
     opts: ProbeOptions,
     deadline: Instant,
-) -> TargetReport {
+) -> Result<TargetReport, Refused> {
     let mut report = empty_report(target, hop);
+    let slots = Semaphore::new(MAX_SMTP_PER_PROBE);
+    let slots = &slots;
     match hop {
         NextHop::Address { ip, port } => {
+            opts.addresses.check(*ip)?;
             let addr = SocketAddr::new(*ip, *port);
-            let smtp = smtp_probe(ctx, addr, None, opts, deadline).await;
+            let smtp = smtp_probe(ctx, addr, None, opts, deadline, slots).await;
             let mut a = observe(ctx, Some(addr.ip()), Some(smtp), None);
             a.why = "address target: no DNS, no DANE verdict".into();
             report.hosts.push(HostReport {
@@ -280,17 +321,19 @@ async fn run(
                 next_hop: host.clone(),
                 mx_secure: true,
             };
-            let (h, lookups, dns_done) = probe_host(ctx, plan, opts, deadline).await;
+            let (hd, dns_done) = resolve_host_by(ctx, &plan, deadline).await;
             if !dns_done {
                 report.error = Some(dns_timed_out(ctx, "the host's DNS lookups did not finish"));
             }
+            check_addresses(opts.addresses, [&hd])?;
+            let (h, lookups) = probe_host(ctx, plan, hd, opts, deadline, slots).await;
             report.lookups.extend(lookups);
             report.hosts.push(h);
         }
         NextHop::Domain(domain) => {
             let Ok(set) = timeout_at(deadline, mx::resolve_mx(&ctx.dns, domain)).await else {
                 report.error = Some(dns_timed_out(ctx, "the MX lookup did not finish"));
-                return report;
+                return Ok(report);
             };
             report.lookups.push(set.answer.clone());
             report.mx_dnssec = Some(set.answer.dnssec);
@@ -306,30 +349,51 @@ async fn run(
                 next_hop: domain.clone(),
                 mx_secure,
             });
-            let probes = plans.map(|p| probe_host(ctx, p, opts, deadline));
-            let results = futures::future::join_all(probes).await;
-            if !results.is_empty() && results.iter().all(|(_, _, done)| !done) {
+            // Every host's DNS first: the policy sees all addresses before any connection.
+            let resolved = futures::future::join_all(plans.map(|p| async {
+                let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
+                (p, hd, done)
+            }))
+            .await;
+            if !resolved.is_empty() && resolved.iter().all(|(_, _, done)| !done) {
                 report.error = Some(dns_timed_out(ctx, "no MX host's DNS lookups finished"));
             }
-            for (h, lookups, _) in results {
+            check_addresses(opts.addresses, resolved.iter().map(|(_, hd, _)| hd))?;
+            let results = futures::future::join_all(
+                resolved
+                    .into_iter()
+                    .map(|(p, hd, _)| probe_host(ctx, p, hd, opts, deadline, slots)),
+            )
+            .await;
+            for (h, lookups) in results {
                 report.lookups.extend(lookups);
                 report.hosts.push(h);
             }
         }
     }
-    report
+    Ok(report)
 }
 
-/// DNS for one host (addresses, TLSA), then every address, all by `deadline`. Also says
-/// whether the host's DNS finished in time (if not, the host is `dns_failure`, as it is
-/// for a DANE sender whose lookups time out, and has no address to probe).
-async fn probe_host(
+/// The first address of `hosts` that `policy` forbids, as the refusal.
+fn check_addresses<'a>(
+    policy: AddressPolicy,
+    hosts: impl IntoIterator<Item = &'a mx::HostDns>,
+) -> Result<(), Refused> {
+    hosts
+        .into_iter()
+        .flat_map(|hd| hd.addrs.iter())
+        .try_for_each(|ip| policy.check(*ip))
+}
+
+/// DNS for one host (addresses, TLSA) by `deadline`, and whether it finished in time (if
+/// not, the host is `dns_failure`, as it is for a DANE sender whose lookups time out, and
+/// has no address to probe).
+async fn resolve_host_by(
     ctx: &ProbeContext,
-    plan: mx::HostPlan,
-    opts: ProbeOptions,
+    plan: &mx::HostPlan,
     deadline: Instant,
-) -> (HostReport, Vec<Arc<Answer>>, bool) {
-    let (hd, dns_done) = match timeout_at(deadline, mx::resolve_host(&ctx.dns, &plan)).await {
+) -> (mx::HostDns, bool) {
+    match timeout_at(deadline, mx::resolve_host(&ctx.dns, plan)).await {
         Ok(hd) => (hd, true),
         Err(_) => {
             let hd = mx::HostDns {
@@ -341,7 +405,18 @@ async fn probe_host(
             };
             (hd, false)
         }
-    };
+    }
+}
+
+/// Every address of one host, its DNS (addresses, TLSA) done, all by `deadline`.
+async fn probe_host(
+    ctx: &ProbeContext,
+    plan: mx::HostPlan,
+    hd: mx::HostDns,
+    opts: ProbeOptions,
+    deadline: Instant,
+    slots: &Semaphore,
+) -> (HostReport, Vec<Arc<Answer>>) {
     let sni = hd
         .tlsa_base
         .clone()
@@ -355,7 +430,7 @@ async fn probe_host(
             let sni = sni.clone();
             async move {
                 let addr = SocketAddr::new(*ip, plan.port);
-                let smtp = smtp_probe(ctx, addr, Some(sni), opts, deadline).await;
+                let smtp = smtp_probe(ctx, addr, Some(sni), opts, deadline, slots).await;
                 observe(ctx, Some(*ip), Some(smtp), Some(mx_name))
             }
         });
@@ -377,16 +452,18 @@ async fn probe_host(
         addresses,
         notes: hd.notes.clone(),
     };
-    (host, hd.lookups, dns_done)
+    (host, hd.lookups)
 }
 
-/// The SMTP dialogue with `addr` under `deadline`, fresh or shared with other targets.
+/// The SMTP dialogue with `addr` under `deadline`, fresh or shared with other targets; at
+/// most [`MAX_SMTP_PER_PROBE`] of one probe at once (`slots`).
 async fn smtp_probe(
     ctx: &ProbeContext,
     addr: SocketAddr,
     sni: Option<String>,
     opts: ProbeOptions,
     deadline: Instant,
+    slots: &Semaphore,
 ) -> Arc<SmtpReport> {
     let run = |deadline: Instant| {
         let smtp_opts = SmtpOptions {
@@ -397,6 +474,12 @@ async fn smtp_probe(
             transcript: opts.transcript,
         };
         async move {
+            // Waiting for a slot uses the same budget; past the deadline the dialogue fails
+            // on its first phase with its own reason. The semaphore is never closed.
+            let _slot = timeout_at(deadline, slots.acquire())
+                .await
+                .ok()
+                .and_then(Result::ok);
             ctx.smtp_probes.fetch_add(1, Ordering::Relaxed);
             let mut r = smtp::probe(addr, &smtp_opts).await;
             if !opts.transcript {
