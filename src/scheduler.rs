@@ -24,12 +24,15 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::status::Summary;
+use crate::text::render_text;
 
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
 
-/// What is kept of a target's last completed probe: a summary for logs and the landing
-/// page, and its series, encoded once (`metrics::encode_report`). The full report is dropped.
+/// What is kept of a target's last completed probe: a summary for logs, the status page's
+/// summary (`status::Summary`) and `check`-style text, and its series, encoded once
+/// (`metrics::encode_report`). The full report is dropped.
 #[derive(Debug)]
 pub struct Stored {
     pub success: bool,
@@ -38,6 +41,10 @@ pub struct Stored {
     /// `verified=2 failed=1`, to log state changes.
     pub dane_summary: String,
     pub encoded: Arc<EncodedReport>,
+    /// What the status page shows.
+    pub page: Arc<Summary>,
+    /// `render_text(report, false)`: the status page's text view.
+    pub text: Box<str>,
 }
 
 impl Stored {
@@ -48,6 +55,8 @@ impl Stored {
             duration_seconds: report.duration_seconds,
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
+            page: Arc::new(Summary::of(report)),
+            text: render_text(report, false).into(),
         }
     }
 }
@@ -122,7 +131,7 @@ impl Scheduler {
         self.store.clone()
     }
 
-    /// The current config and probe context (for `/probe` and the landing page).
+    /// The current config and probe context (for `/probe` and the status page).
     pub fn current(&self) -> Option<(Arc<Config>, Arc<ProbeContext>)> {
         let r = self.running.lock().ok()?;
         r.as_ref().map(|r| (r.config.clone(), r.ctx.clone()))
