@@ -281,11 +281,12 @@ fn row(o: &mut String, r: &Row, now: i64) {
                 RecordState::MatchesOnly => ("warn", "matches, does not authenticate"),
                 RecordState::NoMatch => ("bad", "no match"),
                 RecordState::Unusable => ("warn", "unusable"),
+                RecordState::NotChecked => ("dim", "not checked: no certificate"),
             };
             let _ = write!(
                 o,
                 "<li title=\"{}\"><code>{}</code> <span class=\"val {class}\">{word}</span></li>",
-                escape(&rec.explain),
+                escape(rec.explain.as_deref().unwrap_or(word)),
                 escape(&rec.short)
             );
         }
@@ -615,7 +616,10 @@ mod tests {
         }];
         let q = PageQuery::from_params(&[("q".into(), "\"><script>alert(3)</script>".into())]);
         let html = render_page(&entries, &q, "", NOW);
-        assert!(html.contains("value=\"&quot;&gt;&lt;script&gt;alert(3)"), "{html}");
+        assert!(
+            html.contains("value=\"&quot;&gt;&lt;script&gt;alert(3)"),
+            "{html}"
+        );
         assert!(!html.contains("<script"), "{html}");
         let html = render_page(&entries, &PageQuery::default(), "", NOW);
         assert!(

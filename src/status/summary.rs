@@ -101,6 +101,8 @@ pub enum RecordState {
     NoMatch,
     /// Cannot be used (RFC 7672 §3.1).
     Unusable,
+    /// Not compared: the server sent no certificate (no STARTTLS, failed handshake).
+    NotChecked,
 }
 
 impl RecordState {
@@ -110,18 +112,13 @@ impl RecordState {
         match &c.detail {
             RecordDetail::Matched { .. } => Self::Authenticates,
             RecordDetail::Unusable(_) => Self::Unusable,
+            RecordDetail::NoCertificate => Self::NotChecked,
             RecordDetail::AnchorChainInvalid { .. } | RecordDetail::NameMismatch { .. } => {
                 Self::MatchesOnly
             }
             _ if c.matched => Self::MatchesOnly,
             _ => Self::NoMatch,
         }
-    }
-    pub fn matches(self) -> bool {
-        matches!(self, Self::Authenticates | Self::MatchesOnly)
-    }
-    pub fn authenticates(self) -> bool {
-        self == Self::Authenticates
     }
 }
 
@@ -131,8 +128,9 @@ pub struct Record {
     /// `3 1 1 5f0e8a2b91c4…`.
     pub short: Box<str>,
     pub state: RecordState,
-    /// `RecordCheck::explain`: one sentence.
-    pub explain: Box<str>,
+    /// `RecordCheck::explain`, kept only for records that do not authenticate (where the
+    /// sentence says what is wrong); `None` for authenticating ones, to stay small.
+    pub explain: Option<Box<str>>,
 }
 
 /// One MX address.
@@ -238,7 +236,8 @@ impl Summary {
                             .map(|c| Record {
                                 short: c.record.short().into(),
                                 state: RecordState::of(c),
-                                explain: c.explain().into(),
+                                explain: (RecordState::of(c) != RecordState::Authenticates)
+                                    .then(|| c.explain().into()),
                             })
                             .collect(),
                         why: a.why.as_str().into(),
@@ -262,23 +261,33 @@ impl Summary {
     /// Every word of `terms` (lower case) occurs in the target name, an MX host name, an
     /// address, or a verdict word of the target or one of its addresses.
     pub fn matches(&self, target: &str, terms: &[String]) -> bool {
+        let target = target.to_ascii_lowercase();
         terms.iter().all(|t| {
-            target.to_ascii_lowercase().contains(t.as_str())
+            // Only a term that can be part of an address is compared with addresses.
+            let addr_like = t
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() || b == b'.' || b == b':');
+            target.contains(t.as_str())
                 || self.state.label().contains(t.as_str())
                 || self.rows.iter().any(|r| {
                     r.mx.contains(t.as_str())
-                        || r.address
-                            .is_some_and(|a| a.to_string().contains(t.as_str()))
                         || r.dane.is_some_and(|d| d.as_str() == t)
+                        || (addr_like
+                            && r.address
+                                .is_some_and(|a| a.to_string().contains(t.as_str())))
                 })
         })
     }
 }
 
-/// The page state of a report: worst DANE verdict first, then probe success.
+/// The page state of a report: worst DANE verdict first, then probe success. A bogus or
+/// failed MX lookup defers mail as a failed TLSA lookup does: `dns_failure`
+/// (docs/verdict.md).
 fn state_of(r: &TargetReport) -> State {
+    let mx_failed = r.error.is_some() && matches!(r.mx_dnssec, Some(Dnssec::Bogus | Dnssec::Error));
     match r.worst_dane() {
         Some(DaneStatus::DnsFailure) => State::DnsFailure,
+        None if mx_failed => State::DnsFailure,
         Some(DaneStatus::Failed) => State::Failed,
         _ if !r.success => State::ProbeFailed,
         Some(DaneStatus::Unauthenticated) => State::Unauthenticated,

@@ -161,6 +161,11 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(config: &Path, extra: &[&str]) -> Result<Self> {
+        Self::start_healthy_at(config, extra, "/-/healthy")
+    }
+
+    /// As [`Daemon::start`], waiting for `health` (e.g. under a `--web.route-prefix`).
+    pub fn start_healthy_at(config: &Path, extra: &[&str], health: &str) -> Result<Self> {
         let port = free_port()?;
         let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
         let log = config.with_extension("log");
@@ -175,7 +180,7 @@ impl Daemon {
         let mut d = Self { child, addr, log };
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            if let Ok(r) = d.get("/-/healthy") {
+            if let Ok(r) = d.get(health) {
                 if r.status == 200 {
                     return Ok(d);
                 }
