@@ -341,9 +341,9 @@ fn block(o: &mut String, e: &Entry<'_>, base: &str, now: i64) {
         }
         None => o.push_str(" <span class=\"meta\">waiting for the first probe</span>"),
     }
-    let _ = write!(
+    let _ = writeln!(
         o,
-        " <span class=\"links\"><a href=\"{base}/status/text?target={q}\">text</a> <a href=\"{base}/probe?target={q}&amp;debug=true\">debug probe</a></span></summary>\n"
+        " <span class=\"links\"><a href=\"{base}/status/text?target={q}\">text</a> <a href=\"{base}/probe?target={q}&amp;debug=true\">debug probe</a></span></summary>"
     );
     if let Some(s) = &e.summary {
         let mut facts = Vec::new();
