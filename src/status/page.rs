@@ -313,7 +313,7 @@ fn row(o: &mut String, r: &Row, now: i64) {
     }
 }
 
-const HEADER_ROW: &str = "<thead><tr><th>MX host / address</th><th>DANE</th><th>STARTTLS</th><th>TLS</th><th>PKIX</th><th>leaf expires in</th><th>RRSIG expires in</th><th>TLSA records</th></tr></thead>";
+const HEADER_ROW: &str = "<thead><tr><th>MX host / address</th><th>DANE</th><th>STARTTLS</th><th>TLS</th><th>PKIX</th><th>leaf expires</th><th>RRSIG expires</th><th>TLSA records</th></tr></thead>";
 
 fn block(o: &mut String, e: &Entry<'_>, base: &str, now: i64) {
     let state = e.state();
