@@ -7,6 +7,9 @@
 //! (`ExporterMetrics::registry`), OpenMetrics and text format. Goal (docs/performance.md): ≤ 50 ms.
 //! Then the gzip the daemon applies when Prometheus sends `Accept-Encoding: gzip`
 //! (`transport::gzip`, flate2's fastest level): time and compressed size.
+//! Also times the status page (`status::render_page`) over the same 10,000 targets: the
+//! summaries are made once per report (as the scheduler does when a probe completes), then
+//! the first page, a filter that scans every target, and the last page are rendered.
 //! Not here: serving (`http`); probing.
 //!
 //! Run: `cargo bench --bench scrape`. Environment: `BENCH_TARGETS` [10000],
@@ -28,6 +31,7 @@ use mailtls_exporter::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use mailtls_exporter::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 use mailtls_exporter::model::smtp::{Reply, SmtpReport, TlsFacts};
 use mailtls_exporter::model::tlsa::{Authentication, RecordCheck, Tlsa};
+use mailtls_exporter::status::{self, PageQuery, Summary};
 use mailtls_exporter::transport;
 
 fn env_or(key: &str, default: usize) -> Result<usize> {
@@ -340,6 +344,7 @@ fn main() -> Result<()> {
         enc.as_secs_f64() * 1e6 / targets.max(1) as f64,
         encoded.iter().map(|e| e.len()).sum::<usize>() as f64 / 1024.0 / targets.max(1) as f64
     );
+    time_status_page(&reports, now, iters);
     drop(reports);
     let em = Arc::new(ExporterMetrics::default());
     em.targets.set(targets as i64);
@@ -398,4 +403,81 @@ fn main() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// Median of `iters` renders of the status page for `query`, and the body size.
+fn time_page(
+    entries: &[status::Entry<'_>],
+    query: &PageQuery,
+    now: i64,
+    iters: usize,
+) -> (Duration, usize) {
+    let mut times = Vec::with_capacity(iters);
+    let mut bytes = 0;
+    for _ in 0..iters {
+        let t = Instant::now();
+        let body = status::render_page(entries, query, "", now);
+        times.push(t.elapsed());
+        bytes = body.len();
+        std::hint::black_box(body);
+    }
+    times.sort_unstable();
+    (times[times.len() / 2], bytes)
+}
+
+fn time_status_page(reports: &[Arc<TargetReport>], now: i64, iters: usize) {
+    let rss0 = vm_rss_kib();
+    let t = Instant::now();
+    let summaries: Vec<Arc<Summary>> = reports.iter().map(|r| Arc::new(Summary::of(r))).collect();
+    let made = t.elapsed();
+    let grew = vm_rss_kib() - rss0;
+    let entries: Vec<status::Entry<'_>> = reports
+        .iter()
+        .zip(&summaries)
+        .map(|(r, s)| status::Entry {
+            target: &r.target,
+            summary: Some(s.clone()),
+        })
+        .collect();
+    let n = entries.len();
+    let text: usize = reports
+        .iter()
+        .map(|r| mailtls_exporter::text::render_text(r, false).len())
+        .sum();
+    println!();
+    println!(
+        "status text view: render_text kept per target: {:.2} KiB per target",
+        text as f64 / 1024.0 / n.max(1) as f64
+    );
+    println!(
+        "status page: {n} summaries made in {:.1} ms ({:.1} us each); VmRSS grew by {:.1} MiB ({:.2} KiB per target)",
+        made.as_secs_f64() * 1e3,
+        made.as_secs_f64() * 1e6 / n.max(1) as f64,
+        grew as f64 / 1024.0,
+        grew as f64 / n.max(1) as f64
+    );
+    println!();
+    println!("| status page of {n} targets | median ms | body KiB |");
+    println!("|---|---|---|");
+    let q = |pairs: &[(&str, &str)]| {
+        PageQuery::from_params(
+            &pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>(),
+        )
+    };
+    for (name, query) in [
+        ("first page (50 targets)", q(&[])),
+        ("filter ?q=d09 (scans all, 1,000 match)", q(&[("q", "d09")])),
+        ("filter matching nothing", q(&[("q", "nothing-matches")])),
+        ("last page", q(&[("page", "100000")])),
+    ] {
+        let (t, bytes) = time_page(&entries, &query, now, iters);
+        println!(
+            "| {name} | {:.2} | {} |",
+            t.as_secs_f64() * 1e3,
+            bytes / 1024
+        );
+    }
 }

@@ -1,4 +1,6 @@
-//! HTTP: serves `/metrics`, `/probe`, `/-/healthy`, `/-/reload` and a landing page.
+//! HTTP: serves `/metrics`, `/probe`, `/-/healthy`, `/-/reload`, the status page (`/`, its
+//! text view `/status/text` and stylesheet `/static/status.css`), all under the route prefix
+//! of `--web.route-prefix` / `--web.external-url`.
 //!
 //! Owns: routing, the `/probe` allow-list (a refused target gets 403 before any DNS query
 //! or connection; a target that is not configured gets 403 when an address it resolves to
@@ -34,6 +36,7 @@ use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
 use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
+use crate::status::{self, WebPrefix};
 use crate::target::NextHop;
 use crate::text::render_text;
 use crate::transport::{self, DeadlineIo, Limits, HEADER_READ_TIMEOUT};
@@ -48,6 +51,8 @@ pub struct App {
     /// `/probe` sharing and slots.
     pub admission: Admission,
     pub limits: Limits,
+    /// Route and link prefixes (`--web.route-prefix`, `--web.external-url`).
+    pub prefix: WebPrefix,
 }
 
 type Resp = Response<Full<Bytes>>;
@@ -138,7 +143,23 @@ pub fn query_params(q: &str) -> Vec<(String, String)> {
 
 async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallible> {
     let path = req.uri().path().to_string();
-    let resp = match (req.method(), path.as_str()) {
+    let Some(rel) = app.prefix.strip(&path) else {
+        // Outside the route prefix: "/" leads to it, as Prometheus does; the rest is 404.
+        let resp = if path == "/" {
+            redirect(&format!("{}/", app.prefix.route))
+        } else {
+            text(
+                StatusCode::NOT_FOUND,
+                "text/plain; charset=utf-8",
+                "not found\n",
+            )
+        };
+        return Ok(resp);
+    };
+    if rel.is_empty() {
+        return Ok(redirect(&format!("{}/", app.prefix.route)));
+    }
+    let resp = match (req.method(), rel) {
         (&Method::GET | &Method::HEAD, "/metrics") => {
             app.scheduler.refresh_stats();
             let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
@@ -174,7 +195,20 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
             "text/plain; charset=utf-8",
             "use POST\n",
         ),
-        (&Method::GET | &Method::HEAD, "/") => landing(&app),
+        (&Method::GET | &Method::HEAD, "/") => status_page(&app, &req),
+        (&Method::GET | &Method::HEAD, "/status/text") => status_text(&app, &req),
+        (&Method::GET | &Method::HEAD, "/static/status.css") => {
+            let mut r = text(
+                StatusCode::OK,
+                "text/css; charset=utf-8",
+                status::STYLESHEET,
+            );
+            r.headers_mut().insert(
+                hyper::header::CACHE_CONTROL,
+                hyper::header::HeaderValue::from_static("max-age=3600"),
+            );
+            r
+        }
         _ => text(
             StatusCode::NOT_FOUND,
             "text/plain; charset=utf-8",
@@ -280,49 +314,75 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
     metric_response(req.headers(), ctype, body).await
 }
 
-fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-fn url_escape(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
-                (b as char).to_string()
-            }
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
-}
-
-fn landing(app: &App) -> Resp {
-    let mut rows = String::new();
-    if let Some((cfg, _)) = app.scheduler.current() {
-        let store = app.scheduler.store();
-        for t in &cfg.targets {
-            let (verdict, ok, when) = match store.get(&t.name) {
-                Some(r) => (
-                    r.worst_dane.map(|d| d.as_str()).unwrap_or("-").to_string(),
-                    if r.success { "yes" } else { "no" },
-                    format!("{:.1} s", r.duration_seconds),
-                ),
-                None => ("not probed yet".into(), "-", String::new()),
-            };
-            let q = url_escape(&t.name);
-            rows.push_str(&format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td><a href=\"/probe?target={q}\">probe</a> <a href=\"/probe?target={q}&amp;debug=true\">debug</a></td></tr>\n",
-                html_escape(&t.name), ok, html_escape(&verdict), when
-            ));
-        }
+fn redirect(to: &str) -> Resp {
+    let mut r = text(StatusCode::FOUND, "text/plain; charset=utf-8", "");
+    if let Ok(v) = hyper::header::HeaderValue::from_str(to) {
+        r.headers_mut().insert(hyper::header::LOCATION, v);
     }
-    let body = format!(
-        "<!doctype html><html><head><meta charset=\"utf-8\"><title>mailtls_exporter</title></head><body>\n<h1>mailtls_exporter</h1>\n<p>SMTP STARTTLS, certificates, DANE TLSA and DNSSEC of mail servers. <a href=\"/metrics\">Metrics</a> · <a href=\"/-/healthy\">Health</a></p>\n<table border=\"1\" cellpadding=\"4\"><tr><th>target</th><th>probe success</th><th>worst DANE status</th><th>duration</th><th></th></tr>\n{rows}</table>\n<p>Version {}</p></body></html>\n",
-        env!("CARGO_PKG_VERSION")
+    r
+}
+
+fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// The status page (`status::render_page`) over the configured targets and their last
+/// stored summaries, with a strict Content-Security-Policy.
+fn status_page(app: &App, req: &Request<Incoming>) -> Resp {
+    let query = status::PageQuery::from_params(&query_params(req.uri().query().unwrap_or("")));
+    let cfg = app.scheduler.current().map(|(c, _)| c);
+    let store = app.scheduler.store();
+    let entries: Vec<status::Entry<'_>> = cfg
+        .iter()
+        .flat_map(|c| c.targets.iter())
+        .map(|t| status::Entry {
+            target: &t.name,
+            summary: store.get(&t.name).map(|s| s.page.clone()),
+        })
+        .collect();
+    let body = status::render_page(&entries, &query, &app.prefix.links, unix_now());
+    let mut r = text(StatusCode::OK, "text/html; charset=utf-8", body);
+    let h = r.headers_mut();
+    h.insert(
+        hyper::header::CONTENT_SECURITY_POLICY,
+        hyper::header::HeaderValue::from_static(status::CONTENT_SECURITY_POLICY),
     );
-    text(StatusCode::OK, "text/html; charset=utf-8", body)
+    h.insert(
+        hyper::header::X_CONTENT_TYPE_OPTIONS,
+        hyper::header::HeaderValue::from_static("nosniff"),
+    );
+    h.insert(
+        hyper::header::CACHE_CONTROL,
+        hyper::header::HeaderValue::from_static("no-store"),
+    );
+    r
+}
+
+/// `check`-style text of a configured target's last probe.
+fn status_text(app: &App, req: &Request<Incoming>) -> Resp {
+    let params = query_params(req.uri().query().unwrap_or(""));
+    let Some(name) = params.iter().find(|(k, _)| k == "target").map(|(_, v)| v) else {
+        return text(
+            StatusCode::BAD_REQUEST,
+            "text/plain; charset=utf-8",
+            "target parameter is missing\n",
+        );
+    };
+    match app.scheduler.store().get(name) {
+        Some(s) => text(
+            StatusCode::OK,
+            "text/plain; charset=utf-8",
+            status::render_text_view(name, s.page.timestamp, &s.text, unix_now()),
+        ),
+        None => text(
+            StatusCode::NOT_FOUND,
+            "text/plain; charset=utf-8",
+            format!("{name}: not a configured target, or not probed yet\n"),
+        ),
+    }
 }
 
 /// How long a client gets to complete the TLS handshake.
@@ -378,8 +438,8 @@ async fn handle_entry(
             return Ok(with_headers(resp, &cfg));
         }
     }
-    let reload =
-        matches!(req.method(), &Method::POST | &Method::PUT) && req.uri().path() == "/-/reload";
+    let reload = matches!(req.method(), &Method::POST | &Method::PUT)
+        && app.prefix.strip(req.uri().path()) == Some("/-/reload");
     let mut resp = handle(app, req).await?;
     if reload {
         let w = web.clone();

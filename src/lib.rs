@@ -2,7 +2,8 @@
 //! certificates, DANE TLSA (RFC 7672, RFC 7671) and the DNSSEC chain beneath them.
 //!
 //! Data flows one way: `config` → `scheduler` → `probe` (→ `dane`, `cert`) → `model` →
-//! `metrics` → `http`; `text` renders the model for people (`check`, `/probe?debug=true`).
+//! `metrics` → `http`; `text` renders the model for people (`check`, `/probe?debug=true`), `status` for the status
+//! page at `/`.
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
@@ -11,7 +12,7 @@
 //! 3. model
 //! 4. cert
 //! 5. dane
-//! 6. probe, metrics, text
+//! 6. probe, metrics, text, status
 //! 7. scheduler, admission
 //! 8. webconfig, transport
 //! 9. http, check
@@ -28,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod scheduler;
+pub mod status;
 pub mod target;
 pub mod text;
 pub mod transport;

@@ -18,6 +18,7 @@ use mailtls_exporter::http::{self, App};
 use mailtls_exporter::logging::{self, Format, Level};
 use mailtls_exporter::metrics::{ExporterMetrics, Exposition};
 use mailtls_exporter::scheduler::Scheduler;
+use mailtls_exporter::status::WebPrefix;
 use mailtls_exporter::transport::{self, Limits};
 use mailtls_exporter::webconfig::WebState;
 
@@ -36,9 +37,16 @@ struct Cli {
     /// YAML config file; without it, the embedded default probes the local MTA at 127.0.0.1:25.
     #[arg(long = "config.file", global = true, value_name = "PATH")]
     config_file: Option<PathBuf>,
-    /// Address to listen on for /metrics, /probe and the landing page.
+    /// Address to listen on for /metrics, /probe and the status page.
     #[arg(long = "web.listen-address", default_value = DEFAULT_LISTEN, value_name = "ADDR")]
     listen: String,
+    /// URL under which the exporter is reachable from outside (e.g. behind a reverse proxy);
+    /// links on the status page use its path.
+    #[arg(long = "web.external-url", value_name = "URL")]
+    external_url: Option<String>,
+    /// Prefix of every route (default: the path of --web.external-url, else "/").
+    #[arg(long = "web.route-prefix", value_name = "PATH")]
+    route_prefix: Option<String>,
     /// TLS and basic auth for the web endpoints (exporter-toolkit format).
     #[arg(long = "web.config.file", value_name = "PATH")]
     web_config: Option<PathBuf>,
@@ -168,6 +176,14 @@ fn daemon(cli: &Cli) -> ExitCode {
             }
         },
     };
+    let prefix =
+        match WebPrefix::from_flags(cli.external_url.as_deref(), cli.route_prefix.as_deref()) {
+            Ok(p) => p,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(EXIT_USAGE as u8);
+            }
+        };
     let Some(addr) = listen_addr(&cli.listen) else {
         eprintln!("invalid --web.listen-address {:?}", cli.listen);
         return ExitCode::from(EXIT_USAGE as u8);
@@ -209,6 +225,7 @@ fn daemon(cli: &Cli) -> ExitCode {
                 max_connections: cli.max_connections as usize,
                 write_timeout: cli.write_timeout,
             },
+            prefix,
         });
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         if let Some(w) = &web {

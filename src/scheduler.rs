@@ -25,6 +25,8 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::status::Summary;
+use crate::text::render_text;
 
 /// Logged at start and on reload when `Config::trusts_remote_ad_bit` (docs/dnssec.md).
 pub const REMOTE_AD_WARNING: &str = "dns.validation is upstream but the resolver is not on loopback: DNSSEC states (and DANE) rest on its AD bit, which anyone on the path to it can set; run a validating resolver on this host or use validation: local";
@@ -32,8 +34,9 @@ pub const REMOTE_AD_WARNING: &str = "dns.validation is upstream but the resolver
 /// After start or reload, every target is probed once within this window (or the interval).
 pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
 
-/// What is kept of a target's last completed probe: a summary for logs and the landing
-/// page, and its series, encoded once (`metrics::encode_report`). The full report is dropped.
+/// What is kept of a target's last completed probe: a summary for logs, the status page's
+/// summary (`status::Summary`) and `check`-style text, and its series, encoded once
+/// (`metrics::encode_report`). The full report is dropped.
 #[derive(Debug)]
 pub struct Stored {
     pub success: bool,
@@ -42,6 +45,10 @@ pub struct Stored {
     /// `verified=2 failed=1`, to log state changes.
     pub dane_summary: String,
     pub encoded: Arc<EncodedReport>,
+    /// What the status page shows.
+    pub page: Arc<Summary>,
+    /// `render_text(report, false)`: the status page's text view.
+    pub text: Box<str>,
 }
 
 impl Stored {
@@ -52,6 +59,8 @@ impl Stored {
             duration_seconds: report.duration_seconds,
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
+            page: Arc::new(Summary::of(report)),
+            text: render_text(report, false).into(),
         }
     }
 }
@@ -139,7 +148,7 @@ impl Scheduler {
         self.store.clone()
     }
 
-    /// The current config and probe context (for `/probe` and the landing page).
+    /// The current config and probe context (for `/probe` and the status page).
     pub fn current(&self) -> Option<(Arc<Config>, Arc<ProbeContext>)> {
         self.running()
             .as_ref()

@@ -143,7 +143,7 @@ impl TargetReport {
             })
     }
 
-    /// Worst DANE verdict over all addresses, for the landing page and `check`.
+    /// Worst DANE verdict over all addresses, for logs and `check`.
     pub fn worst_dane(&self) -> Option<DaneStatus> {
         let rank = |s: DaneStatus| match s {
             DaneStatus::DnsFailure => 0,

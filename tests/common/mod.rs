@@ -201,6 +201,14 @@ impl Daemon {
         })
     }
 
+    /// As [`Daemon::start`], waiting for `health` (e.g. under a `--web.route-prefix`).
+    pub fn start_healthy_at(config: &Path, extra: &[&str], health: &str) -> Result<Self> {
+        let health = health.to_string();
+        Self::start_until(config, extra, "answered its health path", move |d| {
+            d.get(&health).is_ok_and(|r| r.status == 200)
+        })
+    }
+
     /// Starts the exporter and waits only until its port accepts connections (for a
     /// `--web.config.file` with TLS or basic auth, where a plain `/-/healthy` cannot pass).
     pub fn start_listening(config: &Path, extra: &[&str]) -> Result<Self> {
