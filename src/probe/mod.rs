@@ -20,10 +20,10 @@ mod cache;
 pub mod dns;
 pub mod mx;
 pub mod policy;
+mod shared;
 pub mod smtp;
 pub mod tls;
 
-use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,28 +37,18 @@ use crate::config::Config;
 use crate::dane::{self, DaneInput};
 use crate::model::dns::{Answer, Dnssec};
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
-use crate::model::smtp::{ProbeError, SmtpReport};
+use crate::model::smtp::SmtpReport;
 use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
-use cache::Coalescing;
 use dns::Dns;
 pub use policy::{AddressPolicy, Refused};
+pub use shared::{SmtpCache, MAX_SHARED_SMTP_RESULTS};
 use smtp::SmtpOptions;
 use tokio::sync::Semaphore;
 
 /// How long after the target deadline the last-resort timeout replaces the whole report.
 /// Every step ends at the deadline by itself; this only catches one that would not.
 pub const LAST_RESORT_SLACK: Duration = Duration::from_secs(1);
-/// How long past its own deadline a target waits for an SMTP session it shares with
-/// another target (which may have a later deadline). Shorter than [`LAST_RESORT_SLACK`], so
-/// the address gets its own reason rather than the whole report being replaced; long
-/// enough that a target's own session, cut at that same deadline, finishes first.
-const SHARED_WAIT_SLACK: Duration = Duration::from_millis(250);
-/// How often a target re-probes an address whose shared result was cut short by another
-/// target's earlier deadline (each attempt runs under its own deadline, so one suffices
-/// unless yet another target's earlier session is joined meanwhile).
-const MAX_SHARED_ATTEMPTS: usize = 3;
-
 /// SMTP connections one probe may have open at once. A domain expands to at most
 /// [`mx::MAX_MX_HOSTS`] × [`mx::MAX_ADDRESSES_PER_HOST`] addresses; they take turns.
 pub const MAX_SMTP_PER_PROBE: usize = 16;
@@ -121,89 +111,6 @@ pub struct ProbeOptions {
     pub addresses: AddressPolicy,
     /// A deadline shorter than the context's `timeout` (a `/probe` whose scrape ends sooner).
     pub deadline: Option<Duration>,
-}
-
-/// An address and the SNI sent to it.
-type SmtpKey = (SocketAddr, Option<String>);
-
-/// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
-pub const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
-
-/// One shared SMTP result and the deadline it ran under.
-#[derive(Clone)]
-struct Shared {
-    report: Arc<SmtpReport>,
-    deadline: Instant,
-}
-
-impl Shared {
-    /// A result that the deadline cut short (a `*_timeout`) says "not done by
-    /// `self.deadline`": it holds for a target whose deadline is no later, but a target
-    /// with more time left must probe again rather than inherit a timeout it would not have
-    /// had. Any other result is what the server said, whoever asked.
-    fn holds_for(&self, deadline: Instant) -> bool {
-        !self.report.error.as_ref().is_some_and(|e| e.is_timeout()) || self.deadline >= deadline
-    }
-}
-
-/// SMTP results shared between targets that point at the same address within a round:
-/// filled by the first prober, awaited by the others, reused for `max_age`; deadline-aware
-/// (see [`SmtpCache::get`]).
-pub struct SmtpCache {
-    max_age: Duration,
-    results: Coalescing<SmtpKey, Shared>,
-}
-
-impl SmtpCache {
-    pub fn new(max_age: Duration) -> Self {
-        Self {
-            max_age,
-            results: Coalescing::new(MAX_SHARED_SMTP_RESULTS),
-        }
-    }
-
-    /// The result for `key` for a target whose deadline is `deadline`:
-    /// - a cached or in-flight result is shared, but waited for only until the target's own
-    ///   deadline (a session started by a target with a later deadline may run longer);
-    ///   if it has not finished by then, the address fails with `shared_timeout`;
-    /// - a result cut short by an earlier deadline than this target's is not inherited: it
-    ///   counts as expired and the address is probed again under this target's deadline.
-    async fn get<F, Fut>(&self, key: SmtpKey, deadline: Instant, fetch: F) -> Arc<SmtpReport>
-    where
-        F: Fn(Instant) -> Fut,
-        Fut: Future<Output = Arc<SmtpReport>>,
-    {
-        let ttl = |s: &Shared| {
-            if s.holds_for(deadline) {
-                self.max_age
-            } else {
-                Duration::ZERO
-            }
-        };
-        let joined = Instant::now();
-        let mut last = None;
-        for _ in 0..MAX_SHARED_ATTEMPTS {
-            let run = || async {
-                Shared {
-                    report: fetch(deadline).await,
-                    deadline,
-                }
-            };
-            let wait = self.results.get_or_fetch(key.clone(), ttl, run);
-            match timeout_at(deadline + SHARED_WAIT_SLACK, wait).await {
-                Ok(s) if s.holds_for(deadline) => return s.report,
-                Ok(s) => last = Some(s.report),
-                Err(_) => break,
-            }
-        }
-        last.unwrap_or_else(|| {
-            let mut r = SmtpReport::new(key.0);
-            r.error = Some(ProbeError::SharedTimeout {
-                after: joined.elapsed(),
-            });
-            Arc::new(r)
-        })
-    }
 }
 
 fn unix_now() -> f64 {
@@ -349,23 +256,30 @@ async fn run(
                 next_hop: domain.clone(),
                 mx_secure,
             });
-            // Every host's DNS first: the policy sees all addresses before any connection.
-            let resolved = futures::future::join_all(plans.map(|p| async {
-                let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
-                (p, hd, done)
-            }))
-            .await;
-            if !resolved.is_empty() && resolved.iter().all(|(_, _, done)| !done) {
+            let results = if opts.addresses == AddressPolicy::Any {
+                // Each host on its own: one host's slow DNS never delays the others' SMTP.
+                let probes = plans.map(|p| async move {
+                    let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
+                    (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
+                });
+                futures::future::join_all(probes).await
+            } else {
+                // Every host's DNS first: the policy sees all addresses before any connection.
+                let resolved = futures::future::join_all(plans.map(|p| async move {
+                    let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
+                    (p, hd, done)
+                }))
+                .await;
+                check_addresses(opts.addresses, resolved.iter().map(|(_, hd, _)| hd))?;
+                let probes = resolved.into_iter().map(|(p, hd, done)| async move {
+                    (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
+                });
+                futures::future::join_all(probes).await
+            };
+            if !results.is_empty() && results.iter().all(|(_, done)| !done) {
                 report.error = Some(dns_timed_out(ctx, "no MX host's DNS lookups finished"));
             }
-            check_addresses(opts.addresses, resolved.iter().map(|(_, hd, _)| hd))?;
-            let results = futures::future::join_all(
-                resolved
-                    .into_iter()
-                    .map(|(p, hd, _)| probe_host(ctx, p, hd, opts, deadline, slots)),
-            )
-            .await;
-            for (h, lookups) in results {
+            for ((h, lookups), _) in results {
                 report.lookups.extend(lookups);
                 report.hosts.push(h);
             }
@@ -654,6 +568,7 @@ mod tests {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair};
     use rustls::pki_types::CertificateDer;
 
+    use super::shared::{SmtpKey, SHARED_WAIT_SLACK};
     use super::*;
     use crate::model::smtp::{ProbeError, TlsFacts};
 
