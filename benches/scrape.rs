@@ -440,14 +440,18 @@ fn time_status_page(reports: &[Arc<TargetReport>], now: i64, iters: usize) {
         })
         .collect();
     let n = entries.len();
-    let text: usize = reports
+    let (text, packed) = reports
         .iter()
-        .map(|r| mailtls_exporter::text::render_text(r, false).len())
-        .sum();
+        .map(|r| {
+            let t = mailtls_exporter::text::render_text(r, false);
+            (t.len(), status::PackedText::new(&t).len())
+        })
+        .fold((0, 0), |(a, b), (t, p)| (a + t, b + p));
     println!();
     println!(
-        "status text view: render_text kept per target: {:.2} KiB per target",
-        text as f64 / 1024.0 / n.max(1) as f64
+        "status text view: render_text {:.2} KiB per target, kept deflated: {:.2} KiB per target",
+        text as f64 / 1024.0 / n.max(1) as f64,
+        packed as f64 / 1024.0 / n.max(1) as f64
     );
     println!(
         "status page: {n} summaries made in {:.1} ms ({:.1} us each); VmRSS grew by {:.1} MiB ({:.2} KiB per target)",

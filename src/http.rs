@@ -375,7 +375,7 @@ fn status_text(app: &App, req: &Request<Incoming>) -> Resp {
         Some(s) => text(
             StatusCode::OK,
             "text/plain; charset=utf-8",
-            status::render_text_view(name, s.page.timestamp, &s.text, unix_now()),
+            status::render_text_view(name, s.page.timestamp, &s.text.text(), unix_now()),
         ),
         None => text(
             StatusCode::NOT_FOUND,

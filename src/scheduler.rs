@@ -25,7 +25,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::{DaneStatus, TargetReport};
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
-use crate::status::Summary;
+use crate::status::{PackedText, Summary};
 use crate::text::render_text;
 
 /// Logged at start and on reload when `Config::trusts_remote_ad_bit` (docs/dnssec.md).
@@ -47,8 +47,8 @@ pub struct Stored {
     pub encoded: Arc<EncodedReport>,
     /// What the status page shows.
     pub page: Arc<Summary>,
-    /// `render_text(report, false)`: the status page's text view.
-    pub text: Box<str>,
+    /// `render_text(report, false)`, deflated: the status page's text view.
+    pub text: PackedText,
 }
 
 impl Stored {
@@ -60,7 +60,7 @@ impl Stored {
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
             page: Arc::new(Summary::of(report)),
-            text: render_text(report, false).into(),
+            text: PackedText::new(&render_text(report, false)),
         }
     }
 }

@@ -6,10 +6,12 @@
 //! web path prefixes of `--web.external-url` / `--web.route-prefix` (`prefix`).
 //! Not here: keeping the summaries (`scheduler`), routing (`http`), the text itself (`text`).
 
+pub mod packed;
 pub mod page;
 pub mod prefix;
 pub mod summary;
 
+pub use packed::PackedText;
 pub use page::{
     render_page, render_text_view, Entry, PageQuery, CONTENT_SECURITY_POLICY, STYLESHEET,
 };
