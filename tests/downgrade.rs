@@ -1,8 +1,8 @@
 //! Downgrade resistance of local validation, against the real lab.
 //!
 //! A DNS man-in-the-middle proxy (UDP and TCP) sits between the exporter and the lab's
-//! non-validating resolver and tampers with one response only: the TLSA lookup (or, for the
-//! one NSEC-signed zone, the lookup named below) of the host under attack. Everything else
+//! non-validating resolver and tampers with one response only: the TLSA lookup (or, in one
+//! test, the address lookup) of the host under attack. Everything else
 //! passes through untouched, so the rest of the chain still validates. In local mode every
 //! attack must come out as `bogus` (or `error`) with the DANE verdict `dns_failure`: an
 //! attacker on the path must never turn DANE off (`insecure` data, verdict `none`); RFC 7672
@@ -375,6 +375,8 @@ async fn the_proxy_is_transparent_without_tampering() -> Result<()> {
         ("good.test", "mx1.good.test", "verified"),
         // The NSEC3 denial attacked below, untouched: a secure "no TLSA".
         ("s12.dane.test", "mx1.s12.dane.test", "none"),
+        // The NSEC denial attacked below (a NODATA: the name holds a TXT), untouched.
+        ("nsec.test", "mx1.nsec.test", "none"),
     ] {
         let tlsa = format!("_25._tcp.{mx}");
         let proxy = Proxy::start(
@@ -397,8 +399,7 @@ async fn the_proxy_is_transparent_without_tampering() -> Result<()> {
 }
 
 /// (a) NSEC3: the secure denial of `_25._tcp.mx1.s12.dane.test` TLSA (dane.test is signed
-/// with NSEC3; the name does not exist, so the denial is an NXDOMAIN, the lab's only kind of
-/// "no TLSA" in a signed zone) with its NSEC3 records and their RRSIGs removed. The signed
+/// with NSEC3; the name does not exist, so the denial is an NXDOMAIN) with its NSEC3 records and their RRSIGs removed. The signed
 /// SOA stays: a denial without proof must not be taken for a secure "no TLSA".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripped_nsec3_denial_of_tlsa_is_dns_failure() -> Result<()> {
@@ -408,6 +409,15 @@ async fn stripped_nsec3_denial_of_tlsa_is_dns_failure() -> Result<()> {
         Attack::StripDenialProof,
     )
     .await?;
+    Ok(())
+}
+
+/// (a) NSEC: `nsec.test` is signed with NSEC, and `_25._tcp.mx1.nsec.test` holds only a TXT
+/// record, so the TLSA query is a NODATA proven by an NSEC record. With that NSEC and its
+/// RRSIG removed (the signed SOA kept), the host must be a DNS failure, never "no DANE".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stripped_nsec_denial_of_tlsa_is_dns_failure() -> Result<()> {
+    attack_tlsa("nsec.test", "mx1.nsec.test", Attack::StripDenialProof).await?;
     Ok(())
 }
 
@@ -432,13 +442,9 @@ async fn forged_empty_noerror_for_tlsa_is_dns_failure() -> Result<()> {
     Ok(())
 }
 
-/// (a) NSEC: the lab signs only `.` with NSEC, and the root zone holds no address records of
-/// its own, so no TLSA query of the exporter can ever be answered from an NSEC-signed zone
-/// (a TLSA lookup needs secure addresses first). The closest real case is the address
-/// lookup that decides whether DANE is looked up at all: `mx1.nsec-denied` lies under a
-/// top-level domain the lab's root does not have, so its A lookup is a secure NXDOMAIN
-/// proven by the root's NSEC. With that NSEC and its RRSIG removed, the host must be a DNS
-/// failure, not a host without addresses.
+/// NSEC on an address lookup: `mx1.nsec-denied` lies under a top-level domain the lab's root
+/// does not have, so its A lookup is a secure NXDOMAIN proven by the root's NSEC. With that
+/// NSEC and its RRSIG removed, the host must be a DNS failure, not a host without addresses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn stripped_nsec_denial_is_dns_failure() -> Result<()> {
     let lab = common::lab()?;

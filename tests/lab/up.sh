@@ -346,6 +346,14 @@ simple_mail_zone badsig.test 127.25.0.20 >"$Z/badsig.test.zone"
     echo "; 21: insecure MX RRset pointing into the signed dane.test"
     echo "s21 IN MX 10 mx1.s21.dane.test."
 } >"$Z/insecure.test.zone"
+{
+    soa nsec.test.
+    echo "; signed with NSEC (every other lab zone below the root uses NSEC3): a TLSA query for"
+    echo "; mx1's port-25 name is a NODATA proven by NSEC (tests/downgrade.rs strips that proof)"
+    echo "@ IN MX 10 mx1"
+    echo "mx1 IN A 127.25.0.1"
+    echo "_25._tcp.mx1 IN TXT \"no TLSA here\""
+} >"$Z/nsec.test.zone"
 
 # ---------------------------------------------------------------------------------------------
 # 5. DNSSEC: keys, DS, signing (children first)
@@ -385,13 +393,14 @@ awk 'BEGIN{OFS="\t"} $4=="RRSIG" && $5=="TLSA" { sig=$NF; rep=(substr(sig,1,8)==
     "$LAB/dns/signed/badsig.test.signed" >"$LAB/dns/signed/badsig.test.tmp"
 mv "$LAB/dns/signed/badsig.test.tmp" "$LAB/dns/signed/badsig.test.signed"
 grep -q $'RRSIG\tTLSA' "$LAB/dns/signed/badsig.test.signed" || die "badsig.test: no TLSA RRSIG to corrupt"
+keygen nsec.test.;     NSEC_DS=$(ds_of "$KSK");     sign nsec.test nsec.test. "$KSK" "$ZSK" "${DATES[@]}"   # NSEC
 cp "$Z/insecure.test.zone" "$LAB/dns/signed/insecure.test.signed"   # unsigned, no DS
 
 {
     soa test.
     echo "ns IN A $AUTH"
-    for child in good dane bogus expired badsig insecure; do echo "$child IN NS ns.test."; done
-    echo "$GOOD_DS"; echo "$DANE_DS"; echo "$BOGUS_DS"; echo "$EXPIRED_DS"; echo "$BADSIG_DS"
+    for child in good dane bogus expired badsig insecure nsec; do echo "$child IN NS ns.test."; done
+    echo "$GOOD_DS"; echo "$DANE_DS"; echo "$BOGUS_DS"; echo "$EXPIRED_DS"; echo "$BADSIG_DS"; echo "$NSEC_DS"
     if [ "$DYN" = 1 ]; then echo "dyn IN NS ns.test."; dyn_keys; fi
 } >"$Z/test.zone"
 keygen test.; TEST_DS=$(ds_of "$KSK"); sign test test. "$KSK" "$ZSK" "${NSEC3[@]}" "${DATES[@]}"
@@ -440,7 +449,7 @@ template:
 EOF
     if [ "$DYN" = 1 ]; then dyn_knot_sections; fi
     echo "zone:"
-    for zf in root test good.test dane.test bogus.test expired.test badsig.test insecure.test; do
+    for zf in root test good.test dane.test bogus.test expired.test badsig.test insecure.test nsec.test; do
         dom=$zf.; [ "$zf" = root ] && dom=.
         printf '  - domain: "%s"\n    file: "%s.signed"\n' "$dom" "$zf"
     done
