@@ -206,7 +206,19 @@ fn dnssec_word(d: Option<Dnssec>) -> &'static str {
 
 fn row(o: &mut String, r: &Row, now: i64) {
     o.push_str("<tr>");
-    // MX / address, with the DNSSEC states and the leaf's subject beneath.
+    host_cell(o, r);
+    dane_cell(o, r);
+    starttls_cells(o, r);
+    pkix_cell(o, r);
+    expiry_cell(o, r.leaf_not_after, now);
+    expiry_cell(o, r.rrsig_expiry, now);
+    tlsa_cell(o, r);
+    o.push_str("</tr>\n");
+    why_row(o, r);
+}
+
+/// MX / address, with the DNSSEC states and the leaf's subject beneath.
+fn host_cell(o: &mut String, r: &Row) {
     let addr = r
         .address
         .map_or_else(|| "(no address)".to_string(), |a| a.to_string());
@@ -222,7 +234,10 @@ fn row(o: &mut String, r: &Row, now: i64) {
         let _ = write!(o, "<div class=\"sub\">leaf {}</div>", escape(s));
     }
     o.push_str("</td>");
-    // DANE
+}
+
+/// The DANE verdict badge, or n/a.
+fn dane_cell(o: &mut String, r: &Row) {
     match r.dane {
         Some(d) => {
             let _ = write!(
@@ -234,7 +249,10 @@ fn row(o: &mut String, r: &Row, now: i64) {
         }
         None => o.push_str("<td class=\"dim\">n/a</td>"),
     }
-    // STARTTLS and TLS version
+}
+
+/// The STARTTLS and TLS version cells.
+fn starttls_cells(o: &mut String, r: &Row) {
     match &r.starttls {
         Starttls::Done { version } => {
             let _ = write!(
@@ -256,7 +274,10 @@ fn row(o: &mut String, r: &Row, now: i64) {
         }
         Starttls::NotTried => o.push_str("<td class=\"dim\">–</td><td class=\"dim\">–</td>"),
     }
-    // PKIX
+}
+
+/// The PKIX validation cell.
+fn pkix_cell(o: &mut String, r: &Row) {
     match &r.pkix {
         Some(Ok(())) => o.push_str("<td><span class=\"val ok\">valid</span></td>"),
         Some(Err(e)) => {
@@ -268,32 +289,35 @@ fn row(o: &mut String, r: &Row, now: i64) {
         }
         None => o.push_str("<td class=\"dim\">–</td>"),
     }
-    expiry_cell(o, r.leaf_not_after, now);
-    expiry_cell(o, r.rrsig_expiry, now);
-    // TLSA records
+}
+
+/// The TLSA records cell: one list item per record with its state.
+fn tlsa_cell(o: &mut String, r: &Row) {
     if r.records.is_empty() {
         o.push_str("<td class=\"dim\">none</td>");
-    } else {
-        o.push_str("<td><ul class=\"tlsa\">");
-        for rec in r.records.iter() {
-            let (class, word) = match rec.state {
-                RecordState::Authenticates => ("ok", "matches, authenticates"),
-                RecordState::MatchesOnly => ("warn", "matches, does not authenticate"),
-                RecordState::NoMatch => ("bad", "no match"),
-                RecordState::Unusable => ("warn", "unusable"),
-                RecordState::NotChecked => ("dim", "not checked: no certificate"),
-            };
-            let _ = write!(
-                o,
-                "<li title=\"{}\"><code>{}</code> <span class=\"val {class}\">{word}</span></li>",
-                escape(rec.explain.as_deref().unwrap_or(word)),
-                escape(&rec.short)
-            );
-        }
-        o.push_str("</ul></td>");
+        return;
     }
-    o.push_str("</tr>\n");
-    // The reason, for every verdict but verified, and the SMTP failure text.
+    o.push_str("<td><ul class=\"tlsa\">");
+    for rec in r.records.iter() {
+        let (class, word) = match rec.state {
+            RecordState::Authenticates => ("ok", "matches, authenticates"),
+            RecordState::MatchesOnly => ("warn", "matches, does not authenticate"),
+            RecordState::NoMatch => ("bad", "no match"),
+            RecordState::Unusable => ("warn", "unusable"),
+            RecordState::NotChecked => ("dim", "not checked: no certificate"),
+        };
+        let _ = write!(
+            o,
+            "<li title=\"{}\"><code>{}</code> <span class=\"val {class}\">{word}</span></li>",
+            escape(rec.explain.as_deref().unwrap_or(word)),
+            escape(&rec.short)
+        );
+    }
+    o.push_str("</ul></td>");
+}
+
+/// The reason row, for every verdict but verified, and the SMTP failure text.
+fn why_row(o: &mut String, r: &Row) {
     let mut why = String::new();
     if r.dane != Some(crate::model::report::DaneStatus::Verified) && !r.why.is_empty() {
         why.push_str(&escape(&r.why));
@@ -376,6 +400,51 @@ fn block(o: &mut String, e: &Entry<'_>, base: &str, now: i64) {
 /// Renders the page. `base`: the external URL's path without trailing slash ("" at the
 /// root); `now`: Unix seconds.
 pub fn render_page(entries: &[Entry<'_>], query: &PageQuery, base: &str, now: i64) -> String {
+    let (failing, ok, never) = count_states(entries);
+    let shown = shown_entries(entries, query);
+    let pages = shown.len().div_ceil(PAGE_SIZE).max(1);
+    let page = query.page.clamp(1, pages);
+    let from = (page - 1) * PAGE_SIZE;
+    let visible = shown.iter().skip(from).take(PAGE_SIZE);
+
+    let mut o = String::with_capacity(64 * 1024);
+    let _ = write!(
+        o,
+        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mailtls_exporter status</title><link rel=\"stylesheet\" href=\"{base}/static/status.css\"></head>\n<body>\n<header><h1>mailtls_exporter</h1><nav><a href=\"{base}/\">Status</a> <a href=\"{base}/metrics\">Metrics</a> <a href=\"{base}/-/healthy\">Health</a></nav></header>\n<main>\n"
+    );
+    let _ = writeln!(
+        o,
+        "<p class=\"summary\"><span class=\"badge bad\">{failing} failing</span> <span class=\"badge ok\">{ok} OK</span> <span class=\"badge never\">{never} not probed yet</span> <span class=\"of\">of {} targets</span></p>",
+        entries.len()
+    );
+    filter_form(&mut o, query, base);
+    let _ = write!(
+        o,
+        "<p class=\"count\">{} of {} targets match, worst first",
+        shown.len(),
+        entries.len()
+    );
+    if pages > 1 {
+        let _ = write!(o, "; page {page} of {pages}");
+    }
+    o.push_str("</p>\n");
+    for e in visible {
+        block(&mut o, e, base, now);
+    }
+    if pages > 1 {
+        page_links(&mut o, query, base, page, pages);
+    }
+    let _ = write!(
+        o,
+        "</main>\n<footer>mailtls_exporter {} · rendered {}</footer>\n</body></html>\n",
+        env!("CARGO_PKG_VERSION"),
+        utc(now)
+    );
+    o
+}
+
+/// How many targets are failing, OK and not probed yet.
+fn count_states(entries: &[Entry<'_>]) -> (usize, usize, usize) {
     let (mut failing, mut ok, mut never) = (0usize, 0usize, 0usize);
     for e in entries {
         match e.state() {
@@ -384,6 +453,11 @@ pub fn render_page(entries: &[Entry<'_>], query: &PageQuery, base: &str, now: i6
             _ => ok += 1,
         }
     }
+    (failing, ok, never)
+}
+
+/// The entries the query keeps, worst state first, then by target.
+fn shown_entries<'a, 'e>(entries: &'a [Entry<'e>], query: &PageQuery) -> Vec<&'a Entry<'e>> {
     let terms = query.terms();
     let mut shown: Vec<&Entry<'_>> = entries
         .iter()
@@ -404,21 +478,11 @@ pub fn render_page(entries: &[Entry<'_>], query: &PageQuery, base: &str, now: i6
             .cmp(&b.state())
             .then_with(|| a.target.cmp(b.target))
     });
-    let pages = shown.len().div_ceil(PAGE_SIZE).max(1);
-    let page = query.page.clamp(1, pages);
-    let from = (page - 1) * PAGE_SIZE;
-    let visible = shown.iter().skip(from).take(PAGE_SIZE);
+    shown
+}
 
-    let mut o = String::with_capacity(64 * 1024);
-    let _ = write!(
-        o,
-        "<!doctype html>\n<html lang=\"en\"><head><meta charset=\"utf-8\"><meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>mailtls_exporter status</title><link rel=\"stylesheet\" href=\"{base}/static/status.css\"></head>\n<body>\n<header><h1>mailtls_exporter</h1><nav><a href=\"{base}/\">Status</a> <a href=\"{base}/metrics\">Metrics</a> <a href=\"{base}/-/healthy\">Health</a></nav></header>\n<main>\n"
-    );
-    let _ = writeln!(
-        o,
-        "<p class=\"summary\"><span class=\"badge bad\">{failing} failing</span> <span class=\"badge ok\">{ok} OK</span> <span class=\"badge never\">{never} not probed yet</span> <span class=\"of\">of {} targets</span></p>",
-        entries.len()
-    );
+/// The filter form: search box, state selector, and a clear link when a filter is set.
+fn filter_form(o: &mut String, query: &PageQuery, base: &str) {
     let _ = write!(
         o,
         "<form class=\"filter\" method=\"get\" action=\"{base}/\"><label for=\"q\">Filter</label> <input type=\"search\" id=\"q\" name=\"q\" value=\"{}\" placeholder=\"target, MX host, address or verdict\"> <select name=\"state\" aria-label=\"state\">",
@@ -433,45 +497,27 @@ pub fn render_page(entries: &[Entry<'_>], query: &PageQuery, base: &str, now: i6
         let _ = write!(o, " <a href=\"{base}/\">clear</a>");
     }
     o.push_str("</form>\n");
-    let _ = write!(
-        o,
-        "<p class=\"count\">{} of {} targets match, worst first",
-        shown.len(),
-        entries.len()
-    );
-    if pages > 1 {
-        let _ = write!(o, "; page {page} of {pages}");
+}
+
+/// The previous / next page navigation.
+fn page_links(o: &mut String, query: &PageQuery, base: &str, page: usize, pages: usize) {
+    o.push_str("<nav class=\"pages\">");
+    if page > 1 {
+        let _ = write!(
+            o,
+            "<a href=\"{}\">← previous</a> ",
+            escape(&query.href(base, page - 1))
+        );
     }
-    o.push_str("</p>\n");
-    for e in visible {
-        block(&mut o, e, base, now);
+    let _ = write!(o, "page {page} of {pages}");
+    if page < pages {
+        let _ = write!(
+            o,
+            " <a href=\"{}\">next →</a>",
+            escape(&query.href(base, page + 1))
+        );
     }
-    if pages > 1 {
-        o.push_str("<nav class=\"pages\">");
-        if page > 1 {
-            let _ = write!(
-                o,
-                "<a href=\"{}\">← previous</a> ",
-                escape(&query.href(base, page - 1))
-            );
-        }
-        let _ = write!(o, "page {page} of {pages}");
-        if page < pages {
-            let _ = write!(
-                o,
-                " <a href=\"{}\">next →</a>",
-                escape(&query.href(base, page + 1))
-            );
-        }
-        o.push_str("</nav>\n");
-    }
-    let _ = write!(
-        o,
-        "</main>\n<footer>mailtls_exporter {} · rendered {}</footer>\n</body></html>\n",
-        env!("CARGO_PKG_VERSION"),
-        utc(now)
-    );
-    o
+    o.push_str("</nav>\n");
 }
 
 /// The `check`-style text view of a target's last probe: a header line with its time, then
