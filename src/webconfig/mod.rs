@@ -194,81 +194,13 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfig
 
     let auth = match raw.basic_auth_users {
         None => None,
-        Some(users) => {
-            let mut users: Vec<_> = users.into_iter().collect();
-            users.sort_by_key(|(u, _)| u.referenced.line());
-            let mut map = HashMap::with_capacity(users.len());
-            let mut max_cost = *BCRYPT_COSTS.start();
-            for (user, hash) in users {
-                let key = format!("basic_auth_users.{}", user.value);
-                let line = Some(hash.referenced.line());
-                if user.value.is_empty() || user.value.contains(':') {
-                    return Err(invalid(
-                        Some(user.referenced.line()),
-                        &key,
-                        "a user name must be non-empty and contain no ':' (RFC 7617)".into(),
-                    ));
-                }
-                let parts: bcrypt::HashParts = hash.value.parse().map_err(|e| {
-                    invalid(line, &key, format!("not a bcrypt hash ($2y$...): {e}"))
-                })?;
-                if !BCRYPT_COSTS.contains(&parts.get_cost()) {
-                    return Err(invalid(
-                        line,
-                        &key,
-                        format!(
-                            "bcrypt cost {} is outside {}..={} (each step doubles the work of every login attempt)",
-                            parts.get_cost(),
-                            BCRYPT_COSTS.start(),
-                            BCRYPT_COSTS.end()
-                        ),
-                    ));
-                }
-                max_cost = max_cost.max(parts.get_cost());
-                map.insert(user.value, hash.value);
-            }
-            if map.is_empty() {
-                None
-            } else {
-                Some(Arc::new(BasicAuth::new(map, max_cost).map_err(|e| {
-                    invalid(None, "basic_auth_users", format!("cannot prepare: {e}"))
-                })?))
-            }
-        }
+        Some(users) => basic_auth(users, &invalid)?,
     };
 
-    let mut headers = Vec::new();
-    if let Some(h) = raw.http_server_config.and_then(|h| h.headers) {
-        let mut h: Vec<_> = h.into_iter().collect();
-        h.sort_by_key(|(n, _)| n.referenced.line());
-        for (name, value) in h {
-            let line = Some(name.referenced.line());
-            let key = format!("http_server_config.headers.{}", name.value);
-            let Some(canonical) = ALLOWED_HEADERS
-                .iter()
-                .find(|a| a.eq_ignore_ascii_case(&name.value))
-            else {
-                return Err(invalid(
-                    line,
-                    &key,
-                    format!(
-                        "header not allowed (allowed: {})",
-                        ALLOWED_HEADERS.join(", ")
-                    ),
-                ));
-            };
-            let n = HeaderName::from_bytes(canonical.as_bytes())
-                .map_err(|e| invalid(line, &key, e.to_string()))?;
-            let v = HeaderValue::from_str(&value.value).map_err(|_| {
-                invalid(
-                    line,
-                    &key,
-                    format!("{:?} is not a header value", value.value),
-                )
-            })?;
-            headers.push((n, v));
-        }
-    }
+    let headers = match raw.http_server_config.and_then(|h| h.headers) {
+        None => Vec::new(),
+        Some(h) => response_headers(h, &invalid)?,
+    };
 
     Ok(WebConfig {
         source: file.to_string(),
@@ -276,6 +208,94 @@ pub fn parse(text: &str, file: &str, base: &Path) -> Result<WebConfig, WebConfig
         auth,
         headers,
     })
+}
+
+/// Builds an error at a line and key of the web config file.
+type InvalidAt<'a> = &'a dyn Fn(Option<u64>, &str, String) -> WebConfigError;
+
+/// Validates `basic_auth_users` (names, bcrypt hashes and costs), in file order.
+fn basic_auth(
+    users: HashMap<Spanned<String>, Spanned<String>>,
+    invalid: InvalidAt<'_>,
+) -> Result<Option<Arc<BasicAuth>>, WebConfigError> {
+    let mut users: Vec<_> = users.into_iter().collect();
+    users.sort_by_key(|(u, _)| u.referenced.line());
+    let mut map = HashMap::with_capacity(users.len());
+    let mut max_cost = *BCRYPT_COSTS.start();
+    for (user, hash) in users {
+        let key = format!("basic_auth_users.{}", user.value);
+        let line = Some(hash.referenced.line());
+        if user.value.is_empty() || user.value.contains(':') {
+            return Err(invalid(
+                Some(user.referenced.line()),
+                &key,
+                "a user name must be non-empty and contain no ':' (RFC 7617)".into(),
+            ));
+        }
+        let parts: bcrypt::HashParts = hash
+            .value
+            .parse()
+            .map_err(|e| invalid(line, &key, format!("not a bcrypt hash ($2y$...): {e}")))?;
+        if !BCRYPT_COSTS.contains(&parts.get_cost()) {
+            return Err(invalid(
+                line,
+                &key,
+                format!(
+                    "bcrypt cost {} is outside {}..={} (each step doubles the work of every login attempt)",
+                    parts.get_cost(),
+                    BCRYPT_COSTS.start(),
+                    BCRYPT_COSTS.end()
+                ),
+            ));
+        }
+        max_cost = max_cost.max(parts.get_cost());
+        map.insert(user.value, hash.value);
+    }
+    if map.is_empty() {
+        Ok(None)
+    } else {
+        Ok(Some(Arc::new(BasicAuth::new(map, max_cost).map_err(
+            |e| invalid(None, "basic_auth_users", format!("cannot prepare: {e}")),
+        )?)))
+    }
+}
+
+/// Validates `http_server_config.headers` against the allowed set, in file order.
+fn response_headers(
+    h: HashMap<Spanned<String>, Spanned<String>>,
+    invalid: InvalidAt<'_>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, WebConfigError> {
+    let mut headers = Vec::new();
+    let mut h: Vec<_> = h.into_iter().collect();
+    h.sort_by_key(|(n, _)| n.referenced.line());
+    for (name, value) in h {
+        let line = Some(name.referenced.line());
+        let key = format!("http_server_config.headers.{}", name.value);
+        let Some(canonical) = ALLOWED_HEADERS
+            .iter()
+            .find(|a| a.eq_ignore_ascii_case(&name.value))
+        else {
+            return Err(invalid(
+                line,
+                &key,
+                format!(
+                    "header not allowed (allowed: {})",
+                    ALLOWED_HEADERS.join(", ")
+                ),
+            ));
+        };
+        let n = HeaderName::from_bytes(canonical.as_bytes())
+            .map_err(|e| invalid(line, &key, e.to_string()))?;
+        let v = HeaderValue::from_str(&value.value).map_err(|_| {
+            invalid(
+                line,
+                &key,
+                format!("{:?} is not a header value", value.value),
+            )
+        })?;
+        headers.push((n, v));
+    }
+    Ok(headers)
 }
 
 /// Maps a serde-saphyr error to `file:line: key: message`, naming refused exporter-toolkit
