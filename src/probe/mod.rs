@@ -238,54 +238,67 @@ async fn run(
             report.hosts.push(h);
         }
         NextHop::Domain(domain) => {
-            let Ok(set) = timeout_at(deadline, mx::resolve_mx(&ctx.dns, domain)).await else {
-                report.error = Some(dns_timed_out(ctx, "the MX lookup did not finish"));
-                return Ok(report);
-            };
-            report.lookups.push(set.answer.clone());
-            report.mx_dnssec = Some(set.answer.dnssec);
-            report.implicit_mx = set.implicit;
-            report.null_mx = set.null;
-            report.error = set.error.clone();
-            report.mx = set.hosts.iter().map(|h| (h.0, h.1.clone())).collect();
-            let mx_secure = set.answer.dnssec == Dnssec::Secure;
-            let plans = set.hosts.iter().map(|(pref, name)| mx::HostPlan {
-                mx: name.clone(),
-                preference: Some(*pref),
-                port: crate::target::DEFAULT_PORT,
-                next_hop: domain.clone(),
-                mx_secure,
-            });
-            let results = if opts.addresses == AddressPolicy::Any {
-                // Each host on its own: one host's slow DNS never delays the others' SMTP.
-                let probes = plans.map(|p| async move {
-                    let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
-                    (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
-                });
-                futures::future::join_all(probes).await
-            } else {
-                // Every host's DNS first: the policy sees all addresses before any connection.
-                let resolved = futures::future::join_all(plans.map(|p| async move {
-                    let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
-                    (p, hd, done)
-                }))
-                .await;
-                check_addresses(opts.addresses, resolved.iter().map(|(_, hd, _)| hd))?;
-                let probes = resolved.into_iter().map(|(p, hd, done)| async move {
-                    (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
-                });
-                futures::future::join_all(probes).await
-            };
-            if !results.is_empty() && results.iter().all(|(_, done)| !done) {
-                report.error = Some(dns_timed_out(ctx, "no MX host's DNS lookups finished"));
-            }
-            for ((h, lookups), _) in results {
-                report.lookups.extend(lookups);
-                report.hosts.push(h);
-            }
+            run_domain(ctx, &mut report, domain, opts, deadline, slots).await?;
         }
     }
     Ok(report)
+}
+
+/// A mail domain target: the MX lookup, then every MX host's DNS and SMTP.
+async fn run_domain(
+    ctx: &ProbeContext,
+    report: &mut TargetReport,
+    domain: &str,
+    opts: ProbeOptions,
+    deadline: Instant,
+    slots: &Semaphore,
+) -> Result<(), Refused> {
+    let Ok(set) = timeout_at(deadline, mx::resolve_mx(&ctx.dns, domain)).await else {
+        report.error = Some(dns_timed_out(ctx, "the MX lookup did not finish"));
+        return Ok(());
+    };
+    report.lookups.push(set.answer.clone());
+    report.mx_dnssec = Some(set.answer.dnssec);
+    report.implicit_mx = set.implicit;
+    report.null_mx = set.null;
+    report.error = set.error.clone();
+    report.mx = set.hosts.iter().map(|h| (h.0, h.1.clone())).collect();
+    let mx_secure = set.answer.dnssec == Dnssec::Secure;
+    let plans = set.hosts.iter().map(|(pref, name)| mx::HostPlan {
+        mx: name.clone(),
+        preference: Some(*pref),
+        port: crate::target::DEFAULT_PORT,
+        next_hop: domain.to_string(),
+        mx_secure,
+    });
+    let results = if opts.addresses == AddressPolicy::Any {
+        // Each host on its own: one host's slow DNS never delays the others' SMTP.
+        let probes = plans.map(|p| async move {
+            let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
+            (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
+        });
+        futures::future::join_all(probes).await
+    } else {
+        // Every host's DNS first: the policy sees all addresses before any connection.
+        let resolved = futures::future::join_all(plans.map(|p| async move {
+            let (hd, done) = resolve_host_by(ctx, &p, deadline).await;
+            (p, hd, done)
+        }))
+        .await;
+        check_addresses(opts.addresses, resolved.iter().map(|(_, hd, _)| hd))?;
+        let probes = resolved.into_iter().map(|(p, hd, done)| async move {
+            (probe_host(ctx, p, hd, opts, deadline, slots).await, done)
+        });
+        futures::future::join_all(probes).await
+    };
+    if !results.is_empty() && results.iter().all(|(_, done)| !done) {
+        report.error = Some(dns_timed_out(ctx, "no MX host's DNS lookups finished"));
+    }
+    for ((h, lookups), _) in results {
+        report.lookups.extend(lookups);
+        report.hosts.push(h);
+    }
+    Ok(())
 }
 
 /// The first address of `hosts` that `policy` forbids, as the refusal.
