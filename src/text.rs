@@ -182,6 +182,34 @@ fn render_host(o: &mut String, h: &HostReport) {
 /// One address: SMTP and TLS, the DANE verdict, certificates, TLSA records, PKIX and (verbose)
 /// the SMTP transcript.
 fn render_address(o: &mut String, h: &HostReport, a: &AddressReport, verbose: bool) {
+    address_line(o, a);
+    if let Some(d) = a.dane {
+        let _ = writeln!(o, "      DANE {}: {}", d.as_str(), Esc(&a.why));
+    } else if !a.why.is_empty() {
+        let _ = writeln!(o, "      {}", Esc(&a.why));
+    }
+    cert_lines(o, a);
+    tlsa_lines(o, a);
+    match &a.pkix {
+        Some(Ok(())) => {
+            let _ = writeln!(o, "      PKIX: valid for {}", Esc(&h.mx));
+        }
+        Some(Err(e)) => {
+            let _ = writeln!(o, "      PKIX: invalid: {}", Esc(e));
+        }
+        None => {}
+    }
+    if verbose {
+        if let Some(s) = &a.smtp {
+            for line in &s.transcript {
+                let _ = writeln!(o, "      | {}", Esc(line));
+            }
+        }
+    }
+}
+
+/// The address's first line: SMTP and STARTTLS, then TLS version and cipher or the failure.
+fn address_line(o: &mut String, a: &AddressReport) {
     let addr = a
         .address
         .map(|ip| ip.to_string())
@@ -210,11 +238,11 @@ fn render_address(o: &mut String, h: &HostReport, a: &AddressReport, verbose: bo
         }
     }
     let _ = writeln!(o);
-    if let Some(d) = a.dane {
-        let _ = writeln!(o, "      DANE {}: {}", d.as_str(), Esc(&a.why));
-    } else if !a.why.is_empty() {
-        let _ = writeln!(o, "      {}", Esc(&a.why));
-    }
+}
+
+/// One line per certificate of the chain, the unparsable ones, and a note when the chain is
+/// longer than the metrics export.
+fn cert_lines(o: &mut String, a: &AddressReport) {
     for c in &a.certs {
         let _ = writeln!(
             o,
@@ -243,6 +271,10 @@ fn render_address(o: &mut String, h: &HostReport, a: &AddressReport, verbose: bo
             );
         }
     }
+}
+
+/// One line per TLSA record check, and a note when more records exist than are exported.
+fn tlsa_lines(o: &mut String, a: &AddressReport) {
     for c in &a.tlsa {
         let state = match (c.matched, c.authenticates) {
             (true, true) => "match, authenticates",
@@ -259,22 +291,6 @@ fn render_address(o: &mut String, h: &HostReport, a: &AddressReport, verbose: bo
             a.tlsa.len(),
             a.tlsa.len() - exported
         );
-    }
-    match &a.pkix {
-        Some(Ok(())) => {
-            let _ = writeln!(o, "      PKIX: valid for {}", Esc(&h.mx));
-        }
-        Some(Err(e)) => {
-            let _ = writeln!(o, "      PKIX: invalid: {}", Esc(e));
-        }
-        None => {}
-    }
-    if verbose {
-        if let Some(s) = &a.smtp {
-            for line in &s.transcript {
-                let _ = writeln!(o, "      | {}", Esc(line));
-            }
-        }
     }
 }
 
