@@ -34,6 +34,7 @@ use tracing::{debug, info, warn};
 use crate::admission::{self, Admission, Outcome};
 use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
+use crate::model::report::TargetReport;
 use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
 use crate::status::{self, WebPrefix};
@@ -276,30 +277,9 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
             scrape_timeout,
         })
         .await;
-    let r = match outcome {
-        Outcome::Report(r) => r,
-        Outcome::Refused(why) => {
-            warn!(target = %hop, address = %why.address, range = why.range, "probe refused: non-global address");
-            return text(
-                StatusCode::FORBIDDEN,
-                "text/plain; charset=utf-8",
-                format!("target {hop}: {why}\n"),
-            );
-        }
-        Outcome::Busy { retry_after } => {
-            debug!(target = %hop, "probe refused: no probe slot within the scrape budget");
-            let mut r = text(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "text/plain; charset=utf-8",
-                format!(
-                    "too many /probe requests: no probe slot (probe.max_concurrent = {}) within the scrape timeout\n",
-                    cfg.probe.max_concurrent
-                ),
-            );
-            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
-            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
-            return r;
-        }
+    let r = match admitted(outcome, &hop, cfg.probe.max_concurrent) {
+        Ok(r) => r,
+        Err(resp) => return *resp,
     };
     if debug_out {
         return metric_response(
@@ -312,6 +292,34 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
     let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
     let (body, ctype) = metrics::render_report(r, om);
     metric_response(req.headers(), ctype, body).await
+}
+
+/// The probe's report, or the response refusing it (address policy, no slot within `limit`).
+fn admitted(outcome: Outcome, hop: &NextHop, limit: usize) -> Result<Arc<TargetReport>, Box<Resp>> {
+    match outcome {
+        Outcome::Report(r) => Ok(r),
+        Outcome::Refused(why) => {
+            warn!(target = %hop, address = %why.address, range = why.range, "probe refused: non-global address");
+            Err(Box::new(text(
+                StatusCode::FORBIDDEN,
+                "text/plain; charset=utf-8",
+                format!("target {hop}: {why}\n"),
+            )))
+        }
+        Outcome::Busy { retry_after } => {
+            debug!(target = %hop, "probe refused: no probe slot within the scrape budget");
+            let mut r = text(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "text/plain; charset=utf-8",
+                format!(
+                    "too many /probe requests: no probe slot (probe.max_concurrent = {limit}) within the scrape timeout\n"
+                ),
+            );
+            let secs = retry_after.as_secs_f64().ceil().max(1.0) as u64;
+            r.headers_mut().insert(RETRY_AFTER, HeaderValue::from(secs));
+            Err(Box::new(r))
+        }
+    }
 }
 
 fn redirect(to: &str) -> Resp {
@@ -524,48 +532,7 @@ pub async fn serve_with(
                 let web = web.clone();
                 tokio::spawn(async move {
                     let _permit = permit;
-                    let svc = service_fn(move |req| handle_entry(app.clone(), web.clone(), req));
-                    let builder = {
-                        let mut b = hyper::server::conn::http1::Builder::new();
-                        b.max_buf_size(MAX_HEADER_BYTES)
-                            .header_read_timeout(HEADER_READ_TIMEOUT)
-                            .timer(hyper_util::rt::TokioTimer::new());
-                        b
-                    };
-                    let result = match tls {
-                        None => {
-                            let io = DeadlineIo::new(stream, limits.write_timeout);
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(io), svc))
-                                .await
-                        }
-                        Some(tls) => {
-                            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
-                            let stream = match tokio::time::timeout(
-                                TLS_HANDSHAKE_TIMEOUT,
-                                acceptor.accept(stream),
-                            )
-                            .await
-                            {
-                                Ok(Ok(s)) => s,
-                                Ok(Err(e)) => {
-                                    debug!(peer = %peer, error = %e, "TLS handshake failed");
-                                    return;
-                                }
-                                Err(_) => {
-                                    debug!(peer = %peer, after = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
-                                    return;
-                                }
-                            };
-                            let io = DeadlineIo::new(stream, limits.write_timeout);
-                            watcher
-                                .watch(builder.serve_connection(TokioIo::new(io), svc))
-                                .await
-                        }
-                    };
-                    if let Err(e) = result {
-                        debug!(peer = %peer, error = %e, "connection ended with error");
-                    }
+                    serve_connection(stream, peer, tls, watcher, app, web).await;
                 });
             }
             _ = stop.changed() => break,
@@ -577,6 +544,54 @@ pub async fn serve_with(
         .is_err()
     {
         warn!("connections still open after the grace period; closing");
+    }
+}
+
+/// Serves one accepted connection: the TLS handshake when `tls` is set, then HTTP/1.
+async fn serve_connection(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    watcher: hyper_util::server::graceful::Watcher,
+    app: Arc<App>,
+    web: Option<Arc<WebState>>,
+) {
+    let limits = app.limits;
+    let svc = service_fn(move |req| handle_entry(app.clone(), web.clone(), req));
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .max_buf_size(MAX_HEADER_BYTES)
+        .header_read_timeout(HEADER_READ_TIMEOUT)
+        .timer(hyper_util::rt::TokioTimer::new());
+    let result = match tls {
+        None => {
+            let io = DeadlineIo::new(stream, limits.write_timeout);
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(io), svc))
+                .await
+        }
+        Some(tls) => {
+            let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+            let accept = acceptor.accept(stream);
+            let stream = match tokio::time::timeout(TLS_HANDSHAKE_TIMEOUT, accept).await {
+                Ok(Ok(s)) => s,
+                Ok(Err(e)) => {
+                    debug!(peer = %peer, error = %e, "TLS handshake failed");
+                    return;
+                }
+                Err(_) => {
+                    debug!(peer = %peer, after = ?TLS_HANDSHAKE_TIMEOUT, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let io = DeadlineIo::new(stream, limits.write_timeout);
+            watcher
+                .watch(builder.serve_connection(TokioIo::new(io), svc))
+                .await
+        }
+    };
+    if let Err(e) = result {
+        debug!(peer = %peer, error = %e, "connection ended with error");
     }
 }
 
