@@ -294,6 +294,30 @@ fn cert_families(
         "notBefore of each certificate the server sent (depth 0 = leaf)",
         &|c| c.not_before as f64,
     )?;
+    cert_info_family(enc, reports)?;
+    family(
+        enc,
+        "mailtls_cert_chain_length",
+        "Number of certificates the server sent (at most 10 are exported as cert series, depth 0-9)",
+        reports,
+        |m, r| {
+            for (h, a) in r.addresses() {
+                if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
+                    let addr = address_label(a);
+                    gauge(m, &addr_labels(r, h, &addr, &[]), t.chain_len as f64)?;
+                }
+            }
+            Ok(())
+        },
+    )?;
+    Ok(())
+}
+
+/// `mailtls_cert_info`: subject, issuer, serial and SHA-256 of each exported certificate.
+fn cert_info_family(
+    enc: &mut DescriptorEncoder,
+    reports: &[&TargetReport],
+) -> Result<(), std::fmt::Error> {
     family(
         enc,
         "mailtls_cert_info",
@@ -326,23 +350,7 @@ fn cert_families(
             }
             Ok(())
         },
-    )?;
-    family(
-        enc,
-        "mailtls_cert_chain_length",
-        "Number of certificates the server sent (at most 10 are exported as cert series, depth 0-9)",
-        reports,
-        |m, r| {
-            for (h, a) in r.addresses() {
-                if let Some(t) = a.smtp.as_ref().and_then(|s| s.tls.as_ref()) {
-                    let addr = address_label(a);
-                    gauge(m, &addr_labels(r, h, &addr, &[]), t.chain_len as f64)?;
-                }
-            }
-            Ok(())
-        },
-    )?;
-    Ok(())
+    )
 }
 
 /// The certificates exported as series: depth 0 to `MAX_EXPORTED_CERTS` - 1.
