@@ -202,19 +202,8 @@ fn daemon(cli: &Cli) -> ExitCode {
             error!(error = %e, "cannot start with this configuration");
             return ExitCode::from(EXIT_USAGE as u8);
         }
-        let bound = match tokio::net::TcpListener::bind(addr).await {
-            // ":PORT" on a host without IPv6: every IPv4 address instead, as Go exporters do.
-            Err(_) if cli.listen.starts_with(':') => {
-                tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await
-            }
-            other => other,
-        };
-        let listener = match bound {
-            Ok(l) => l,
-            Err(e) => {
-                error!(address = %addr, error = %e, "cannot listen");
-                return ExitCode::FAILURE;
-            }
+        let Some(listener) = bind_listener(cli, addr).await else {
+            return ExitCode::FAILURE;
         };
         let exposition = Exposition::new(stats.registry(), scheduler.store());
         let app = Arc::new(App {
@@ -247,6 +236,24 @@ fn daemon(cli: &Cli) -> ExitCode {
         let _ = tokio::time::timeout(SHUTDOWN_GRACE, server).await;
         ExitCode::SUCCESS
     })
+}
+
+/// Binds the listen address; the failure is logged and yields `None`.
+async fn bind_listener(cli: &Cli, addr: SocketAddr) -> Option<tokio::net::TcpListener> {
+    let bound = match tokio::net::TcpListener::bind(addr).await {
+        // ":PORT" on a host without IPv6: every IPv4 address instead, as Go exporters do.
+        Err(_) if cli.listen.starts_with(':') => {
+            tokio::net::TcpListener::bind(SocketAddr::from(([0, 0, 0, 0], addr.port()))).await
+        }
+        other => other,
+    };
+    match bound {
+        Ok(l) => Some(l),
+        Err(e) => {
+            error!(address = %addr, error = %e, "cannot listen");
+            None
+        }
+    }
 }
 
 /// Re-reads the web config on SIGHUP (beside the config reload of `wait_for_signals`); an
