@@ -9,7 +9,7 @@
 use std::net::IpAddr;
 
 use crate::model::dns::Dnssec;
-use crate::model::report::{DaneStatus, TargetReport};
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 use crate::model::tlsa::{RecordCheck, RecordDetail};
 
 /// A target's state on the page, worst first (the derived order is the sort order).
@@ -194,52 +194,7 @@ impl Summary {
                     .filter_map(|l| l.sig_expiry)
                     .chain(mx_sig)
                     .min();
-                h.addresses.iter().map(move |a| {
-                    let starttls = match a.smtp.as_deref() {
-                        None => Starttls::NotTried,
-                        Some(s) => match (&s.tls, &s.error) {
-                            (Some(t), _) => Starttls::Done {
-                                version: t.version.as_str().into(),
-                            },
-                            (None, _) if s.smtp_up() && !s.starttls_advertised => {
-                                Starttls::NotOffered
-                            }
-                            (None, Some(e)) => Starttls::Failed {
-                                reason: e.reason(),
-                                text: e.to_string().into(),
-                            },
-                            (None, None) => Starttls::NotTried,
-                        },
-                    };
-                    let leaf = a.certs.iter().find(|c| c.depth == 0);
-                    Row {
-                        mx: h.mx.as_str().into(),
-                        address: a.address,
-                        port: h.port,
-                        dane: a.dane,
-                        starttls,
-                        pkix: a
-                            .pkix
-                            .as_ref()
-                            .map(|p| p.as_ref().map(|_| ()).map_err(|e| e.as_str().into())),
-                        leaf_subject: leaf.map(|c| c.subject.as_str().into()),
-                        leaf_not_after: leaf.map(|c| c.not_after),
-                        rrsig_expiry: host_sig,
-                        address_dnssec: h.address_dnssec,
-                        tlsa_dnssec: h.tlsa_dnssec,
-                        records: a
-                            .tlsa
-                            .iter()
-                            .map(|c| Record {
-                                short: c.record.short().into(),
-                                state: RecordState::of(c),
-                                explain: (RecordState::of(c) != RecordState::Authenticates)
-                                    .then(|| c.explain().into()),
-                            })
-                            .collect(),
-                        why: a.why.as_str().into(),
-                    }
-                })
+                h.addresses.iter().map(move |a| row_of(h, a, host_sig))
             })
             .collect();
         Self {
@@ -274,6 +229,57 @@ impl Summary {
                                 .is_some_and(|a| a.to_string().contains(t.as_str())))
                 })
         })
+    }
+}
+
+/// One table row: an address of an MX host, with that host's earliest RRSIG expiry.
+fn row_of(h: &HostReport, a: &AddressReport, host_sig: Option<i64>) -> Row {
+    let starttls = starttls_of(a);
+    let leaf = a.certs.iter().find(|c| c.depth == 0);
+    Row {
+        mx: h.mx.as_str().into(),
+        address: a.address,
+        port: h.port,
+        dane: a.dane,
+        starttls,
+        pkix: a
+            .pkix
+            .as_ref()
+            .map(|p| p.as_ref().map(|_| ()).map_err(|e| e.as_str().into())),
+        leaf_subject: leaf.map(|c| c.subject.as_str().into()),
+        leaf_not_after: leaf.map(|c| c.not_after),
+        rrsig_expiry: host_sig,
+        address_dnssec: h.address_dnssec,
+        tlsa_dnssec: h.tlsa_dnssec,
+        records: a
+            .tlsa
+            .iter()
+            .map(|c| Record {
+                short: c.record.short().into(),
+                state: RecordState::of(c),
+                explain: (RecordState::of(c) != RecordState::Authenticates)
+                    .then(|| c.explain().into()),
+            })
+            .collect(),
+        why: a.why.as_str().into(),
+    }
+}
+
+/// What happened to STARTTLS on an address.
+fn starttls_of(a: &AddressReport) -> Starttls {
+    match a.smtp.as_deref() {
+        None => Starttls::NotTried,
+        Some(s) => match (&s.tls, &s.error) {
+            (Some(t), _) => Starttls::Done {
+                version: t.version.as_str().into(),
+            },
+            (None, _) if s.smtp_up() && !s.starttls_advertised => Starttls::NotOffered,
+            (None, Some(e)) => Starttls::Failed {
+                reason: e.reason(),
+                text: e.to_string().into(),
+            },
+            (None, None) => Starttls::NotTried,
+        },
     }
 }
 
