@@ -33,16 +33,16 @@ use crate::probe::{probe_checked, AddressPolicy, ProbeContext, ProbeOptions, Ref
 use crate::target::NextHop;
 
 /// Scrape timeout assumed without `X-Prometheus-Scrape-Timeout-Seconds` (Prometheus' default).
-pub const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_SCRAPE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Kept from the scrape timeout for encoding and sending the answer (blackbox_exporter's offset).
-pub const SCRAPE_MARGIN: Duration = Duration::from_millis(500);
+pub(crate) const SCRAPE_MARGIN: Duration = Duration::from_millis(500);
 /// Bounds on a scrape timeout taken from the header.
-pub const MIN_SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
-pub const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(600);
+pub(crate) const MIN_SCRAPE_TIMEOUT: Duration = Duration::from_secs(1);
+pub(crate) const MAX_SCRAPE_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// What a `/probe` request gets.
 #[derive(Debug, Clone)]
-pub enum Outcome {
+pub(crate) enum Outcome {
     /// The probe ran (or was shared): its report.
     Report(Arc<TargetReport>),
     /// The address policy stopped the probe before any connection.
@@ -52,15 +52,15 @@ pub enum Outcome {
 }
 
 /// One `/probe` request, its access already decided.
-pub struct Request {
-    pub ctx: Arc<ProbeContext>,
-    pub hop: NextHop,
-    pub debug: bool,
-    pub addresses: AddressPolicy,
+pub(crate) struct Request {
+    pub(crate) ctx: Arc<ProbeContext>,
+    pub(crate) hop: NextHop,
+    pub(crate) debug: bool,
+    pub(crate) addresses: AddressPolicy,
     /// `probe.max_concurrent` of the config in force.
-    pub max_concurrent: usize,
+    pub(crate) max_concurrent: usize,
     /// From `X-Prometheus-Scrape-Timeout-Seconds`, when sent.
-    pub scrape_timeout: Option<Duration>,
+    pub(crate) scrape_timeout: Option<Duration>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -92,7 +92,7 @@ pub struct Admission {
 
 /// Parses `X-Prometheus-Scrape-Timeout-Seconds` (seconds, decimal), clamped to
 /// [`MIN_SCRAPE_TIMEOUT`]..=[`MAX_SCRAPE_TIMEOUT`]; `None` when absent or malformed.
-pub fn scrape_timeout(header: Option<&str>) -> Option<Duration> {
+pub(crate) fn scrape_timeout(header: Option<&str>) -> Option<Duration> {
     let secs: f64 = header?.trim().parse().ok()?;
     if !secs.is_finite() || secs <= 0.0 {
         return None;
@@ -138,11 +138,6 @@ impl Admission {
         Self::default()
     }
 
-    /// Identical requests being waited on right now (for tests and the debug log).
-    pub fn in_flight(&self) -> usize {
-        lock(&self.flights).len()
-    }
-
     fn slots(&self, n: usize) -> Arc<Semaphore> {
         let mut s = lock(&self.slots);
         match &*s {
@@ -156,7 +151,7 @@ impl Admission {
     }
 
     /// Runs (or joins) the probe `req` asks for, within its budget.
-    pub async fn probe(&self, req: Request) -> Outcome {
+    pub(crate) async fn probe(&self, req: Request) -> Outcome {
         let started = Instant::now();
         let (b, reserve) = budget(req.scrape_timeout, req.ctx.timeout);
         let deadline = started + b;

@@ -40,7 +40,8 @@ pub enum CertError {
 
 impl CertError {
     /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::Malformed { .. } => "malformed",
             Self::BundleUnreadable { .. } => "bundle_unreadable",
@@ -51,7 +52,7 @@ impl CertError {
 
 /// Why a chain does not validate (RFC 5280 §6) or does not name the host (RFC 6125).
 #[derive(Debug, thiserror::Error)]
-pub enum PkixError {
+pub(crate) enum PkixError {
     #[error("the server sent no certificate")]
     NoCertificate,
     #[error("a certificate in the chain is malformed")]
@@ -80,7 +81,7 @@ pub enum PkixError {
 
 impl PkixError {
     /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::NoCertificate => "no_certificate",
             Self::Malformed(_) => "malformed",
@@ -199,13 +200,13 @@ pub fn presented_names(der: &[u8]) -> Vec<String> {
 
 /// Roots for the PKIX (MTA-STS style) check.
 #[derive(Debug, Clone, Default)]
-pub struct PkixRoots {
+pub(crate) struct PkixRoots {
     anchors: Vec<TrustAnchor<'static>>,
 }
 
 impl PkixRoots {
     /// Loads a PEM bundle; certificates webpki cannot use as anchors are skipped.
-    pub fn from_pem_file(path: &Path) -> Result<Self, CertError> {
+    pub(crate) fn from_pem_file(path: &Path) -> Result<Self, CertError> {
         let unreadable = |source| CertError::BundleUnreadable {
             path: path.to_path_buf(),
             source,
@@ -224,7 +225,7 @@ impl PkixRoots {
     }
 
     /// Builds roots from DER certificates, skipping undecodable ones.
-    pub fn from_der_certs(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
+    pub(crate) fn from_der_certs(certs: impl IntoIterator<Item = CertificateDer<'static>>) -> Self {
         let anchors = certs
             .into_iter()
             .filter_map(|der| {
@@ -236,18 +237,19 @@ impl PkixRoots {
         Self { anchors }
     }
 
-    pub fn len(&self) -> usize {
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
         self.anchors.len()
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.anchors.is_empty()
     }
 }
 
 /// The chain as served (leaf first) validates to `roots` for TLS server authentication
 /// at `now` (RFC 5280 §6) and the leaf names `name` (webpki rules: DNS SANs only).
-pub fn pkix_verify(
+pub(crate) fn pkix_verify(
     chain: &[CertificateDer<'_>],
     roots: &PkixRoots,
     name: &str,
@@ -276,7 +278,7 @@ pub fn pkix_verify(
 /// Verifies `leaf` up to one of `anchors` through any of `intermediates` for TLS server
 /// authentication at `now` (RFC 5280 §6; the anchors' own dates are not checked).
 /// Returns the depth of the anchor on the verified path (1 + intermediates used).
-pub fn verify_chain(
+pub(crate) fn verify_chain(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     anchors: &[TrustAnchor<'_>],
@@ -301,9 +303,9 @@ pub struct CertParts<'a> {
     /// DER SubjectPublicKeyInfo (TLSA selector 1).
     pub spki: &'a [u8],
     /// DER issuer Name.
-    pub issuer: &'a [u8],
+    pub(crate) issuer: &'a [u8],
     /// DER subject Name.
-    pub subject: &'a [u8],
+    pub(crate) subject: &'a [u8],
     /// Unix seconds.
     pub not_before: i64,
     pub not_after: i64,
@@ -312,7 +314,7 @@ pub struct CertParts<'a> {
 impl CertParts<'_> {
     /// `Err("not_yet_valid" | "expired")` when `now` is outside the validity period
     /// (RFC 5280 §4.1.2.5: both ends inclusive).
-    pub fn check_validity(&self, now: UnixTime) -> Result<(), &'static str> {
+    pub(crate) fn check_validity(&self, now: UnixTime) -> Result<(), &'static str> {
         let now = i64::try_from(now.as_secs()).unwrap_or(i64::MAX);
         if now < self.not_before {
             Err("not_yet_valid")
@@ -350,7 +352,7 @@ pub fn is_spki(data: &[u8]) -> bool {
 /// Whether the key in `spki` (DER SubjectPublicKeyInfo) made the signature on certificate
 /// `der` (RFC 5280 §4.1.1.3). Only the signature: no names, dates or constraints. False
 /// when either does not parse or the algorithm is not supported (x509-parser over ring).
-pub fn key_signs(spki: &[u8], der: &[u8]) -> bool {
+pub(crate) fn key_signs(spki: &[u8], der: &[u8]) -> bool {
     let Ok((rest, key)) = SubjectPublicKeyInfo::from_der(spki) else {
         return false;
     };
@@ -363,7 +365,10 @@ pub fn key_signs(spki: &[u8], der: &[u8]) -> bool {
 /// A trust anchor made of a bare public key (TLSA `2 1 0`, RFC 7671 §5.2.3): `subject`
 /// is a DER Name (the issuer name it must sign under), `spki` a DER SubjectPublicKeyInfo.
 /// webpki wants both without their outer SEQUENCE header.
-pub fn trust_anchor_from_spki<'a>(subject: &'a [u8], spki: &'a [u8]) -> Option<TrustAnchor<'a>> {
+pub(crate) fn trust_anchor_from_spki<'a>(
+    subject: &'a [u8],
+    spki: &'a [u8],
+) -> Option<TrustAnchor<'a>> {
     Some(TrustAnchor {
         subject: sequence_contents(subject)?.into(),
         subject_public_key_info: sequence_contents(spki)?.into(),

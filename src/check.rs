@@ -10,9 +10,9 @@ use crate::target::NextHop;
 use crate::text::render_text;
 
 /// Exit code: every target is fine.
-pub const EXIT_OK: i32 = 0;
+pub(crate) const EXIT_OK: i32 = 0;
 /// Exit code: a problem was found.
-pub const EXIT_PROBLEM: i32 = 1;
+pub(crate) const EXIT_PROBLEM: i32 = 1;
 /// Exit code: usage or config error.
 pub const EXIT_USAGE: i32 = 2;
 

@@ -15,23 +15,23 @@ use serde_saphyr::Spanned;
 
 use crate::target::{normalize_name, AllowEntry, NextHop, DEFAULT_PORT};
 
-pub const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// Longest accepted `interval`: a day. Certificates and RRSIGs are judged in days, so a
 /// longer interval only hides problems; and the slot arithmetic (`Instant` + interval)
 /// must never overflow, whatever a duration string says.
-pub const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
-pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
-pub const DEFAULT_CONCURRENCY: usize = 32;
+pub(crate) const MAX_INTERVAL: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_CONCURRENCY: usize = 32;
 /// `/probe` requests probing at once (`probe.max_concurrent`).
-pub const DEFAULT_PROBE_MAX_CONCURRENT: usize = 8;
+pub(crate) const DEFAULT_PROBE_MAX_CONCURRENT: usize = 8;
 /// Ceiling on `probe.max_concurrent`.
-pub const MAX_PROBE_CONCURRENT: i64 = 1024;
-pub const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
+pub(crate) const MAX_PROBE_CONCURRENT: i64 = 1024;
+pub(crate) const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Ceiling on targets, against a config that would exhaust memory.
 pub const MAX_TARGETS: usize = 1_000_000;
 
 /// The sidecar default: probe the local MTA, no DNS needed.
-pub const EMBEDDED_DEFAULT: &str = "\
+pub(crate) const EMBEDDED_DEFAULT: &str = "\
 # Embedded default: the sidecar case. Probes the local MTA on 127.0.0.1:25.
 interval: 1m
 timeout: 30s
@@ -69,7 +69,7 @@ pub struct Target {
 }
 
 impl Target {
-    pub fn new(hop: NextHop) -> Self {
+    pub(crate) fn new(hop: NextHop) -> Self {
         Self {
             name: hop.to_string(),
             hop,
@@ -86,21 +86,21 @@ pub struct Config {
     pub timeout: Duration,
     pub concurrency: usize,
     pub dns: DnsConfig,
-    pub helo_name: String,
-    pub ca_file: Option<PathBuf>,
-    pub probe: ProbeConfig,
+    pub(crate) helo_name: String,
+    pub(crate) ca_file: Option<PathBuf>,
+    pub(crate) probe: ProbeConfig,
     pub targets: Vec<Target>,
 }
 
 /// The `probe:` section: limits of `/probe` for targets that are not configured.
 #[derive(Debug, Clone, PartialEq)]
-pub struct ProbeConfig {
+pub(crate) struct ProbeConfig {
     /// What `/probe` may be asked for beyond configured targets (default: nothing).
-    pub allow: Vec<AllowEntry>,
+    pub(crate) allow: Vec<AllowEntry>,
     /// `/probe` requests probing at once; the others wait for a slot.
-    pub max_concurrent: usize,
+    pub(crate) max_concurrent: usize,
     /// May a `/probe` of a target that is not configured connect to a non-global address?
-    pub private_addresses: bool,
+    pub(crate) private_addresses: bool,
 }
 
 impl Default for ProbeConfig {
@@ -115,7 +115,7 @@ impl Default for ProbeConfig {
 
 /// Why `/probe` may probe a next hop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ProbeAccess {
+pub(crate) enum ProbeAccess {
     /// A configured target: never restricted (the sidecar probes loopback).
     Configured,
     /// Matched by `probe.allow`: subject to `probe.private_addresses`.
@@ -141,7 +141,7 @@ impl Config {
     /// May `/probe` probe this next hop, and on what terms? Configured targets always;
     /// others when a `probe.allow` entry matches (names by name, addresses by network,
     /// each on the entry's port).
-    pub fn probe_access(&self, hop: &NextHop) -> Option<ProbeAccess> {
+    pub(crate) fn probe_access(&self, hop: &NextHop) -> Option<ProbeAccess> {
         if self.targets.iter().any(|t| &t.hop == hop) {
             Some(ProbeAccess::Configured)
         } else if self.probe.allow.iter().any(|a| a.matches(hop)) {
@@ -161,8 +161,8 @@ impl Config {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Place {
     pub file: String,
-    pub line: Option<u64>,
-    pub key: String,
+    pub(crate) line: Option<u64>,
+    pub(crate) key: String,
 }
 
 impl fmt::Display for Place {
@@ -181,7 +181,7 @@ impl fmt::Display for Place {
 impl Place {
     /// The place of a serde-saphyr error in `file` (its line; the key when serde names an
     /// unknown or missing field) and the first line of its message.
-    pub fn of_yaml_error(file: &str, e: &serde_saphyr::Error) -> (Self, String) {
+    pub(crate) fn of_yaml_error(file: &str, e: &serde_saphyr::Error) -> (Self, String) {
         let line = e.location().map(|l| l.line());
         let message = e.to_string();
         let key = message
@@ -205,7 +205,7 @@ impl Place {
 #[error("{place}: {message}")]
 pub struct ConfigError {
     pub place: Place,
-    pub message: String,
+    pub(crate) message: String,
 }
 
 // ---- raw file format -------------------------------------------------------------------------
@@ -558,7 +558,7 @@ fn parse_resolver(s: &str) -> Option<SocketAddr> {
 }
 
 /// First `nameserver` of resolv.conf(5), port 53; 127.0.0.1:53 when there is none (as glibc).
-pub fn system_resolver(path: &Path) -> SocketAddr {
+pub(crate) fn system_resolver(path: &Path) -> SocketAddr {
     let fallback = SocketAddr::from(([127, 0, 0, 1], 53));
     std::fs::read_to_string(path)
         .ok()
@@ -578,7 +578,7 @@ pub fn system_resolver(path: &Path) -> SocketAddr {
 }
 
 /// The kernel's host name, used as the default EHLO name.
-pub fn system_host_name() -> String {
+pub(crate) fn system_host_name() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .and_then(|h| normalize_name(h.trim()).ok())

@@ -394,7 +394,7 @@ fn status_text(app: &App, req: &Request<Incoming>) -> Resp {
 }
 
 /// How long a client gets to complete the TLS handshake.
-pub const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const TLS_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Request entry with a web config: basic auth first (every endpoint, 401 with a
 /// `WWW-Authenticate` challenge), then routing; `POST /-/reload` also re-reads the web
@@ -478,18 +478,8 @@ fn with_headers(mut resp: Resp, cfg: &WebConfig) -> Resp {
     resp
 }
 
-/// Serves plain HTTP until `stop` turns true, then closes connections gracefully (bounded
-/// by `grace`).
-pub async fn serve(
-    listener: TcpListener,
-    app: Arc<App>,
-    stop: watch::Receiver<bool>,
-    grace: Duration,
-) {
-    serve_with(listener, app, None, stop, grace).await
-}
-
-/// As [`serve`], under a web config when one is given: each new connection uses the TLS
+/// Serves HTTP until `stop` turns true, then closes connections gracefully (bounded by
+/// `grace`); under a web config when one is given: each new connection uses the TLS
 /// settings in force when it is accepted (handshake in its own task, bounded by
 /// [`TLS_HANDSHAKE_TIMEOUT`]; a failed handshake only ends that connection), each request
 /// the basic-auth users and headers in force when it arrives.

@@ -65,7 +65,7 @@ pub fn init(level: Level, format: Format) {
 }
 
 /// logfmt: `ts=2026-11-23T16:00:00.000Z level=info msg="…" key=value`.
-pub struct Logfmt;
+pub(crate) struct Logfmt;
 
 fn quote(out: &mut String, v: &str) {
     let needs = v.is_empty()

@@ -23,7 +23,7 @@ use tracing::{debug, info, warn};
 
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
-use crate::model::report::{DaneStatus, TargetReport};
+use crate::model::report::TargetReport;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
 use crate::status::{PackedText, Summary};
 use crate::text::render_text;
@@ -32,31 +32,27 @@ use crate::text::render_text;
 pub const REMOTE_AD_WARNING: &str = "dns.validation is upstream but the resolver is not on loopback: DNSSEC states (and DANE) rest on its AD bit, which anyone on the path to it can set; run a validating resolver on this host or use validation: local";
 
 /// After start or reload, every target is probed once within this window (or the interval).
-pub const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
+pub(crate) const FIRST_PROBE_SPREAD: Duration = Duration::from_secs(10);
 
 /// What is kept of a target's last completed probe: a summary for logs, the status page's
 /// summary (`status::Summary`) and `check`-style text, and its series, encoded once
 /// (`metrics::encode_report`). The full report is dropped.
 #[derive(Debug)]
-pub struct Stored {
-    pub success: bool,
-    pub worst_dane: Option<DaneStatus>,
-    pub duration_seconds: f64,
+pub(crate) struct Stored {
+    pub(crate) success: bool,
     /// `verified=2 failed=1`, to log state changes.
-    pub dane_summary: String,
-    pub encoded: Arc<EncodedReport>,
+    pub(crate) dane_summary: String,
+    pub(crate) encoded: Arc<EncodedReport>,
     /// What the status page shows.
-    pub page: Arc<Summary>,
+    pub(crate) page: Arc<Summary>,
     /// `render_text(report, false)`, deflated: the status page's text view.
-    pub text: PackedText,
+    pub(crate) text: PackedText,
 }
 
 impl Stored {
-    pub fn new(report: &Arc<TargetReport>) -> Self {
+    pub(crate) fn new(report: &Arc<TargetReport>) -> Self {
         Self {
             success: report.success,
-            worst_dane: report.worst_dane(),
-            duration_seconds: report.duration_seconds,
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
             page: Arc::new(Summary::of(report)),
@@ -84,7 +80,7 @@ impl Store {
     fn write(&self) -> RwLockWriteGuard<'_, BTreeMap<String, Arc<Stored>>> {
         self.reports.write().unwrap_or_else(PoisonError::into_inner)
     }
-    pub fn get(&self, target: &str) -> Option<Arc<Stored>> {
+    pub(crate) fn get(&self, target: &str) -> Option<Arc<Stored>> {
         self.read().get(target).cloned()
     }
     fn insert(&self, target: &str, r: Arc<Stored>) -> Option<Arc<Stored>> {
@@ -149,7 +145,7 @@ impl Scheduler {
     }
 
     /// The current config and probe context (for `/probe` and the status page).
-    pub fn current(&self) -> Option<(Arc<Config>, Arc<ProbeContext>)> {
+    pub(crate) fn current(&self) -> Option<(Arc<Config>, Arc<ProbeContext>)> {
         self.running()
             .as_ref()
             .map(|r| (r.config.clone(), r.ctx.clone()))
@@ -272,7 +268,7 @@ impl Scheduler {
     }
 
     /// Live counters of the current context, copied into the metrics before a scrape.
-    pub fn refresh_stats(&self) {
+    pub(crate) fn refresh_stats(&self) {
         if let Some((_, ctx)) = self.current() {
             use std::sync::atomic::Ordering::Relaxed;
             self.stats

@@ -14,7 +14,7 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 
 /// Default SMTP port (RFC 5321 §4.5.4.2 relays use port 25).
-pub const DEFAULT_PORT: u16 = 25;
+pub(crate) const DEFAULT_PORT: u16 = 25;
 
 /// What to probe: a mail domain (MX lookup), one host (no MX lookup), or one address (no DNS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -77,16 +77,7 @@ impl NextHop {
         Ok(Self::Domain(normalize_name(s)?))
     }
 
-    /// The host, domain or address part, for `probe.allow` matching.
-    pub fn name(&self) -> String {
-        match self {
-            Self::Domain(d) => d.clone(),
-            Self::Host { host, .. } => host.clone(),
-            Self::Address { ip, .. } => ip.to_string(),
-        }
-    }
-
-    pub fn kind(&self) -> &'static str {
+    pub(crate) fn kind(&self) -> &'static str {
         match self {
             Self::Domain(_) => "domain",
             Self::Host { .. } => "host",
@@ -134,7 +125,7 @@ pub fn normalize_name(s: &str) -> Result<String, TargetError> {
 
 /// Shell-style pattern: `*` matches any run of characters (dots included), `?` one character.
 /// Case-insensitive, as DNS names are.
-pub fn glob_match(pattern: &str, name: &str) -> bool {
+pub(crate) fn glob_match(pattern: &str, name: &str) -> bool {
     let p: Vec<u8> = pattern.bytes().map(|b| b.to_ascii_lowercase()).collect();
     let n: Vec<u8> = name.bytes().map(|b| b.to_ascii_lowercase()).collect();
     let (mut pi, mut ni) = (0, 0);
@@ -159,7 +150,7 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 
 /// What one `probe.allow` entry matches.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum AllowPattern {
+pub(crate) enum AllowPattern {
     /// A [`glob_match`] pattern over host and domain names; never matches an address target.
     Name(String),
     /// A network (CIDR; a single address is a /32 or /128); matches address targets only.
@@ -172,16 +163,16 @@ pub enum AllowPattern {
 /// only `[host]` targets on port 587 (brackets mean "this host, no MX lookup", as in Postfix);
 /// `192.0.2.0/24` and `[2001:db8::/32]:465` allow address targets in that network on that port.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AllowEntry {
-    pub pattern: AllowPattern,
-    pub port: u16,
+pub(crate) struct AllowEntry {
+    pub(crate) pattern: AllowPattern,
+    pub(crate) port: u16,
     /// Written in brackets: `[host]` targets only, never a mail domain.
-    pub bracketed: bool,
+    pub(crate) bracketed: bool,
 }
 
 impl AllowEntry {
     /// Parses an entry (see the type doc); the error says what is wrong, for the config message.
-    pub fn parse(s: &str) -> Result<Self, String> {
+    pub(crate) fn parse(s: &str) -> Result<Self, String> {
         let s = s.trim().to_ascii_lowercase();
         if s.is_empty() || s.contains(char::is_whitespace) {
             return Err(format!("{s:?} is not a name pattern or network"));
@@ -248,7 +239,7 @@ impl AllowEntry {
     }
 
     /// Does this entry allow `hop`? Names match names, networks addresses, on the entry's port.
-    pub fn matches(&self, hop: &NextHop) -> bool {
+    pub(crate) fn matches(&self, hop: &NextHop) -> bool {
         match (&self.pattern, hop) {
             (AllowPattern::Name(p), NextHop::Domain(d)) => {
                 !self.bracketed && self.port == DEFAULT_PORT && glob_match(p, d)

@@ -20,7 +20,7 @@ use crate::model::tlsa::{exported_checks, MAX_EXPORTED_TLSA_RECORDS};
 /// and the Unicode bidirectional controls escaped as `\u{..}`, so that text from a
 /// server or a zone cannot move the cursor, clear the screen or reorder what follows it
 /// (Unicode TR #9; CVE-2021-42574 "Trojan Source").
-pub struct Esc<'a>(pub &'a str);
+pub(crate) struct Esc<'a>(pub(crate) &'a str);
 
 /// The bidirectional formatting characters: LRM, RLM, ALM, LRE..RLO, LRI..PDI.
 fn is_bidi_control(c: char) -> bool {

@@ -20,10 +20,10 @@ use tokio::time::{Instant, Sleep};
 /// kernel's listen backlog holds further clients until a connection ends.
 pub const DEFAULT_MAX_CONNECTIONS: usize = 512;
 /// Longest time a response may take to be written: a client that does not read it is dropped.
-pub const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
+pub(crate) const DEFAULT_WRITE_TIMEOUT: Duration = Duration::from_secs(60);
 /// How long a client gets to send a request head, also between keep-alive requests
 /// (hyper starts this timer whenever it waits for a request head).
-pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
+pub(crate) const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Limits of the HTTP server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -48,7 +48,7 @@ impl Default for Limits {
 /// still unfinished when it runs out, or attempted after it, fails with `TimedOut`, and
 /// hyper closes the connection: a client that reads a large body slowly or not at all
 /// holds it for at most the write timeout.
-pub struct DeadlineIo<S> {
+pub(crate) struct DeadlineIo<S> {
     inner: S,
     limit: Duration,
     /// When the response being written started.
@@ -57,7 +57,7 @@ pub struct DeadlineIo<S> {
 }
 
 impl<S> DeadlineIo<S> {
-    pub fn new(inner: S, limit: Duration) -> Self {
+    pub(crate) fn new(inner: S, limit: Duration) -> Self {
         Self {
             inner,
             limit,
@@ -158,7 +158,7 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for DeadlineIo<S> {
 
 /// Does `Accept-Encoding` allow gzip? An explicit `gzip` (or `x-gzip`) entry decides by
 /// its quality; otherwise `*` does; otherwise no (RFC 9110 §12.5.3).
-pub fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
+pub(crate) fn accepts_gzip(accept_encoding: Option<&str>) -> bool {
     let Some(header) = accept_encoding else {
         return false;
     };

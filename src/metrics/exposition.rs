@@ -16,9 +16,9 @@ use super::families::encode_reports;
 use super::FROM_LAST;
 use crate::model::report::TargetReport;
 
-pub const OPENMETRICS_CONTENT_TYPE: &str =
+pub(crate) const OPENMETRICS_CONTENT_TYPE: &str =
     "application/openmetrics-text; version=1.0.0; charset=utf-8";
-pub const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
+pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=utf-8";
 
 /// One target's series, encoded when its probe completed: the sample lines of each metric
 /// family, in the order of [`encode_reports`].
@@ -126,8 +126,8 @@ fn split_families(text: &str) -> (Vec<String>, Vec<String>) {
 /// What `/metrics` serves: the exporter's own registry plus the latest encoded reports.
 #[derive(Debug)]
 pub struct Exposition {
-    pub own: Registry,
-    pub source: Arc<dyn ReportSource>,
+    pub(crate) own: Registry,
+    pub(crate) source: Arc<dyn ReportSource>,
     last_len: AtomicUsize,
 }
 
@@ -191,13 +191,13 @@ pub fn render_report(report: Arc<TargetReport>, openmetrics: bool) -> (String, &
 }
 
 /// Does an `Accept` header ask for OpenMetrics?
-pub fn wants_openmetrics(accept: Option<&str>) -> bool {
+pub(crate) fn wants_openmetrics(accept: Option<&str>) -> bool {
     accept.is_some_and(|a| a.contains("application/openmetrics-text"))
 }
 
 /// OpenMetrics text → Prometheus text 0.0.4: drops `# EOF` and `# UNIT`, and names counter
 /// families after their `_total` samples.
-pub fn openmetrics_to_text(om: &str) -> String {
+pub(crate) fn openmetrics_to_text(om: &str) -> String {
     let mut out = String::with_capacity(om.len());
     let mut counters = std::collections::HashSet::new();
     for line in om.lines() {

@@ -20,11 +20,11 @@ use crate::model::tlsa::{exported_checks, RecordCheck};
 /// records), in bytes; longer values are cut at a char boundary and end in `…`
 /// (docs/metrics.md, "Bounded exposition"). Prometheus' `label_value_length_limit` would
 /// otherwise fail the whole scrape.
-pub const MAX_LABEL_BYTES: usize = 256;
+pub(crate) const MAX_LABEL_BYTES: usize = 256;
 
 /// `v` itself when it has at most [`MAX_LABEL_BYTES`] bytes, else its longest prefix of at
 /// most that many bytes that ends on a char boundary, followed by `…`.
-pub fn bounded_label(v: &str) -> Cow<'_, str> {
+pub(crate) fn bounded_label(v: &str) -> Cow<'_, str> {
     if v.len() <= MAX_LABEL_BYTES {
         return Cow::Borrowed(v);
     }
@@ -37,7 +37,7 @@ pub fn bounded_label(v: &str) -> Cow<'_, str> {
 
 /// Encodes all report metrics for `reports`, family by family (the order of the
 /// exposition, see docs/metrics.md).
-pub fn encode_reports(
+pub(crate) fn encode_reports(
     enc: &mut DescriptorEncoder,
     reports: &[&TargetReport],
 ) -> Result<(), std::fmt::Error> {

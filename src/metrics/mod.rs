@@ -1,7 +1,7 @@
 //! The only place metric names and labels appear: reports → exposition.
 //!
 //! Owns: the report metrics of docs/metrics.md, written through prometheus-client
-//! ([`encode_reports`]); the exporter's own metrics; content negotiation (OpenMetrics, or the
+//! ([`families::encode_reports`]); the exporter's own metrics; content negotiation (OpenMetrics, or the
 //! Prometheus text format 0.0.4).
 //! Scale: a target's series are encoded once, when its probe completes ([`encode_report`]),
 //! into one text chunk per metric family; a scrape ([`Exposition::render`]) only concatenates
@@ -16,12 +16,9 @@ mod exposition;
 mod families;
 mod own;
 
-pub use exposition::{
-    encode_report, openmetrics_to_text, render_report, wants_openmetrics, EncodedReport,
-    Exposition, ReportSource, OPENMETRICS_CONTENT_TYPE, TEXT_CONTENT_TYPE,
-};
-pub use families::encode_reports;
-pub use own::{ExporterMetrics, OptionalGauge};
+pub(crate) use exposition::wants_openmetrics;
+pub use exposition::{encode_report, render_report, EncodedReport, Exposition, ReportSource};
+pub use own::ExporterMetrics;
 
 /// HELP suffix: values come from the last scheduled probe, never from the scrape itself.
 pub(crate) const FROM_LAST: &str = " (from the last scheduled probe)";

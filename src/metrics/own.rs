@@ -17,23 +17,23 @@ use prometheus_client::registry::Registry;
 /// Counters and gauges about the exporter's own work.
 #[derive(Debug, Default)]
 pub struct ExporterMetrics {
-    pub probes: Family<[(&'static str, &'static str); 1], Counter>,
-    pub config_reload_successful: Gauge,
-    pub config_reload_timestamp: Gauge<f64, AtomicU64>,
+    pub(crate) probes: Family<[(&'static str, &'static str); 1], Counter>,
+    pub(crate) config_reload_successful: Gauge,
+    pub(crate) config_reload_timestamp: Gauge<f64, AtomicU64>,
     /// Absent until checked, and when no target needs DNS.
-    pub resolver_validating: OptionalGauge,
+    pub(crate) resolver_validating: OptionalGauge,
     pub targets: Gauge,
     /// One series per configured target, present before its first probe completes.
-    pub target_info: Family<[(&'static str, String); 2], Gauge>,
+    pub(crate) target_info: Family<[(&'static str, String); 2], Gauge>,
     /// Read at scrape time from the live probe context.
-    pub dns_queries: Arc<AtomicU64>,
-    pub dns_cache_entries: Arc<AtomicU64>,
-    pub smtp_dialogues: Arc<AtomicU64>,
+    pub(crate) dns_queries: Arc<AtomicU64>,
+    pub(crate) dns_cache_entries: Arc<AtomicU64>,
+    pub(crate) smtp_dialogues: Arc<AtomicU64>,
 }
 
 /// A gauge that may have no value: then neither sample nor descriptor is exposed.
 #[derive(Debug, Clone)]
-pub struct OptionalGauge(Arc<std::sync::atomic::AtomicI64>);
+pub(crate) struct OptionalGauge(Arc<std::sync::atomic::AtomicI64>);
 
 impl Default for OptionalGauge {
     fn default() -> Self {
@@ -43,7 +43,7 @@ impl Default for OptionalGauge {
 
 impl OptionalGauge {
     /// `None` removes the value; values are 0 or more.
-    pub fn set(&self, v: Option<i64>) {
+    pub(crate) fn set(&self, v: Option<i64>) {
         self.0.store(v.map_or(-1, |v| v.max(0)), Ordering::Relaxed);
     }
 }
@@ -148,7 +148,7 @@ impl ExporterMetrics {
         r
     }
 
-    pub fn count_probe(&self, success: bool) {
+    pub(crate) fn count_probe(&self, success: bool) {
         let result = if success { "success" } else { "failure" };
         self.probes.get_or_create(&[("result", result)]).inc();
     }

@@ -5,7 +5,7 @@
 
 /// Certificates exported as series per address: depth 0 to 9 (docs/metrics.md, "Bounded
 /// exposition"); `mailtls_cert_chain_length` gives the real length, `check` shows them all.
-pub const MAX_EXPORTED_CERTS: usize = 10;
+pub(crate) const MAX_EXPORTED_CERTS: usize = 10;
 
 /// What a report shows about one served certificate.
 #[derive(Debug, Clone, serde::Serialize)]

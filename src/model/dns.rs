@@ -24,8 +24,8 @@ pub enum Dnssec {
 }
 
 impl Dnssec {
-    pub const ALL: [Dnssec; 4] = [Self::Secure, Self::Insecure, Self::Bogus, Self::Error];
-    pub fn as_str(self) -> &'static str {
+    pub(crate) const ALL: [Dnssec; 4] = [Self::Secure, Self::Insecure, Self::Bogus, Self::Error];
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Secure => "secure",
             Self::Insecure => "insecure",
@@ -34,7 +34,7 @@ impl Dnssec {
         }
     }
     /// The weaker of two states along a chain (CNAME steps): any failure wins, then insecure.
-    pub fn weakest(self, other: Self) -> Self {
+    pub(crate) fn weakest(self, other: Self) -> Self {
         self.min(other)
     }
 }
@@ -91,7 +91,7 @@ pub struct Answer {
 
 impl Answer {
     /// Final owner name after CNAME expansion.
-    pub fn canonical(&self) -> &str {
+    pub(crate) fn canonical(&self) -> &str {
         self.cnames.last().map(String::as_str).unwrap_or(&self.name)
     }
 }

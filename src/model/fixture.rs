@@ -17,24 +17,24 @@ use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
 use crate::model::smtp::{ProbeError, Reply, SmtpReport, TlsFacts};
 use crate::model::tlsa::{RecordCheck, RecordDetail, Tlsa, Unusable};
 
-pub const TARGET: &str = "example.test";
-pub const MX1: &str = "mx1.example.test";
-pub const MX2: &str = "mx2.example.test";
+pub(crate) const TARGET: &str = "example.test";
+pub(crate) const MX1: &str = "mx1.example.test";
+pub(crate) const MX2: &str = "mx2.example.test";
 /// A certificate subject as a hostile server may send it: a quote, a backslash and a
 /// newline, all of which the exposition must escape (label values are strings).
-pub const HOSTILE_SUBJECT: &str = "CN=mx1 \"quoted\" back\\slash\nsecond line";
+pub(crate) const HOSTILE_SUBJECT: &str = "CN=mx1 \"quoted\" back\\slash\nsecond line";
 /// RRSIG expiration of every signed lookup: 2030-01-01T00:00:00Z.
-pub const SIG_EXPIRY: i64 = 1_893_456_000;
+pub(crate) const SIG_EXPIRY: i64 = 1_893_456_000;
 /// notBefore / notAfter of every certificate: 2026-01-01 / 2036-01-01 (UTC).
-pub const NOT_BEFORE: i64 = 1_767_225_600;
-pub const NOT_AFTER: i64 = 2_082_758_400;
+pub(crate) const NOT_BEFORE: i64 = 1_767_225_600;
+pub(crate) const NOT_AFTER: i64 = 2_082_758_400;
 
-pub fn ip(s: &str) -> IpAddr {
+pub(crate) fn ip(s: &str) -> IpAddr {
     s.parse().unwrap_or(IpAddr::from([0, 0, 0, 0]))
 }
 
 /// `3 1 1 aaaa…` (the leaf key) and `2 1 1 bbbb…` (the issuing CA's key).
-pub fn ee_record() -> Tlsa {
+pub(crate) fn ee_record() -> Tlsa {
     Tlsa {
         usage: 3,
         selector: 1,
@@ -42,7 +42,7 @@ pub fn ee_record() -> Tlsa {
         data: vec![0xaa; 32],
     }
 }
-pub fn ta_record() -> Tlsa {
+pub(crate) fn ta_record() -> Tlsa {
     Tlsa {
         usage: 2,
         selector: 1,
@@ -51,7 +51,7 @@ pub fn ta_record() -> Tlsa {
     }
 }
 /// `1 1 1 cccc…`: PKIX-EE, unusable for SMTP (RFC 7672 §3.1.3).
-pub fn pkix_record() -> Tlsa {
+pub(crate) fn pkix_record() -> Tlsa {
     Tlsa {
         usage: 1,
         selector: 1,
@@ -60,7 +60,7 @@ pub fn pkix_record() -> Tlsa {
     }
 }
 
-pub fn answer(
+pub(crate) fn answer(
     name: &str,
     rtype: &str,
     outcome: Outcome,
@@ -89,7 +89,7 @@ fn reply(code: u16, text: &str) -> Option<Reply> {
 }
 
 /// An SMTP session at `addr` that offered STARTTLS and completed TLS 1.3.
-pub fn tls_session(addr: IpAddr) -> SmtpReport {
+pub(crate) fn tls_session(addr: IpAddr) -> SmtpReport {
     SmtpReport {
         address: SocketAddr::new(addr, 25),
         connected: true,
@@ -112,7 +112,7 @@ pub fn tls_session(addr: IpAddr) -> SmtpReport {
 }
 
 /// An SMTP session at `addr` whose EHLO did not offer STARTTLS.
-pub fn plain_session(addr: IpAddr) -> SmtpReport {
+pub(crate) fn plain_session(addr: IpAddr) -> SmtpReport {
     SmtpReport {
         extensions: vec!["PIPELINING".into()],
         starttls_advertised: false,
@@ -123,7 +123,7 @@ pub fn plain_session(addr: IpAddr) -> SmtpReport {
     }
 }
 
-pub fn cert(depth: usize, subject: &str, issuer: &str) -> CertFacts {
+pub(crate) fn cert(depth: usize, subject: &str, issuer: &str) -> CertFacts {
     CertFacts {
         depth,
         subject: subject.into(),
@@ -139,7 +139,7 @@ pub fn cert(depth: usize, subject: &str, issuer: &str) -> CertFacts {
 }
 
 /// An address with its SMTP session and verdict; no certificates, no TLSA checks.
-pub fn address(
+pub(crate) fn address(
     addr: Option<IpAddr>,
     smtp: Option<SmtpReport>,
     dane: Option<DaneStatus>,
@@ -156,7 +156,7 @@ pub fn address(
     }
 }
 
-pub fn host(mx: &str, preference: u16, addresses: Vec<AddressReport>) -> HostReport {
+pub(crate) fn host(mx: &str, preference: u16, addresses: Vec<AddressReport>) -> HostReport {
     HostReport {
         mx: mx.into(),
         preference: Some(preference),
@@ -171,7 +171,7 @@ pub fn host(mx: &str, preference: u16, addresses: Vec<AddressReport>) -> HostRep
     }
 }
 
-pub fn report(hosts: Vec<HostReport>) -> TargetReport {
+pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
     TargetReport {
         target: TARGET.into(),
         kind: "domain",
@@ -273,7 +273,7 @@ fn plain_host() -> HostReport {
 
 /// Two MX hosts covering every per-address family, every DNSSEC state but bogus, and a
 /// signature expiry on each signed RRset. `success` is false: mx1's IPv6 address defers.
-pub fn complete_report() -> TargetReport {
+pub(crate) fn complete_report() -> TargetReport {
     let mut r = report(vec![dane_host(), plain_host()]);
     let mx = Data::Mx(vec![
         Mx {
@@ -330,7 +330,7 @@ pub fn complete_report() -> TargetReport {
 }
 
 /// `r` as a later probe sees it once `mx` has left the MX set (its lookups gone too).
-pub fn without_host(mut r: TargetReport, mx: &str) -> TargetReport {
+pub(crate) fn without_host(mut r: TargetReport, mx: &str) -> TargetReport {
     r.hosts.retain(|h| h.mx != mx);
     r.mx.retain(|(_, h)| h != mx);
     r.lookups.retain(|l| !l.name.ends_with(mx));

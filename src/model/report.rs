@@ -32,14 +32,14 @@ pub enum DaneStatus {
 }
 
 impl DaneStatus {
-    pub const ALL: [DaneStatus; 5] = [
+    pub(crate) const ALL: [DaneStatus; 5] = [
         Self::Verified,
         Self::Unauthenticated,
         Self::Failed,
         Self::DnsFailure,
         Self::None,
     ];
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Verified => "verified",
             Self::Unauthenticated => "unauthenticated",
@@ -49,7 +49,7 @@ impl DaneStatus {
         }
     }
     /// Mail from DANE-enforcing senders is deferred now.
-    pub fn defers(self) -> bool {
+    pub(crate) fn defers(self) -> bool {
         matches!(self, Self::Failed | Self::DnsFailure)
     }
 }
@@ -158,7 +158,7 @@ impl TargetReport {
     }
 
     /// Short text for logs: `verified=2 failed=1`.
-    pub fn dane_summary(&self) -> String {
+    pub(crate) fn dane_summary(&self) -> String {
         let mut out = String::new();
         for s in DaneStatus::ALL {
             let n = self.addresses().filter(|(_, a)| a.dane == Some(s)).count();

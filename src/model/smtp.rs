@@ -24,7 +24,7 @@ pub struct Reply {
 
 impl Reply {
     /// First text line, "" if none.
-    pub fn first_line(&self) -> &str {
+    pub(crate) fn first_line(&self) -> &str {
         self.lines.first().map_or("", String::as_str)
     }
 }
@@ -71,7 +71,7 @@ impl SmtpReport {
 
     /// Drops what only a person reading one probe needs (reply texts beyond their first
     /// line), for reports that are kept and shared for a whole round.
-    pub fn shrink(&mut self) {
+    pub(crate) fn shrink(&mut self) {
         for r in [&mut self.greeting, &mut self.ehlo, &mut self.starttls]
             .into_iter()
             .flatten()
@@ -105,7 +105,7 @@ pub enum Phase {
 
 impl Phase {
     /// Fixed value set: safe as a label or log field.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             Self::Connect => "connect",
             Self::Greeting => "greeting",
@@ -127,8 +127,8 @@ impl std::fmt::Display for Phase {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct IoFailure {
     /// `std::io::ErrorKind` in Debug form, e.g. "ConnectionReset".
-    pub kind: String,
-    pub message: String,
+    pub(crate) kind: String,
+    pub(crate) message: String,
 }
 
 impl From<&std::io::Error> for IoFailure {
@@ -161,19 +161,6 @@ pub enum ReplyError {
     BadSeparator { code: u16, excerpt: String },
     #[error("line with code {then} continues a {first} reply")]
     MixedCodes { first: u16, then: u16 },
-}
-
-impl ReplyError {
-    /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
-        match self {
-            Self::LineTooLong { .. } => "line_too_long",
-            Self::TooManyLines { .. } => "too_many_lines",
-            Self::BadCode { .. } => "bad_code",
-            Self::BadSeparator { .. } => "bad_separator",
-            Self::MixedCodes { .. } => "mixed_codes",
-        }
-    }
 }
 
 /// Everything that can end a probe early. A broken target is data: this goes into the
@@ -286,7 +273,7 @@ impl ProbeError {
 
     /// The probe's deadline ended it (not the server's answer): another probe with more
     /// time left could learn more.
-    pub fn is_timeout(&self) -> bool {
+    pub(crate) fn is_timeout(&self) -> bool {
         matches!(
             self,
             Self::ConnectTimeout { .. }

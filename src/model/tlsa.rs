@@ -7,13 +7,13 @@
 use std::fmt;
 
 /// RFC 7218 acronyms of the TLSA field values SMTP uses (RFC 7672 §3.1).
-pub const USAGE_DANE_TA: u8 = 2;
-pub const USAGE_DANE_EE: u8 = 3;
-pub const SELECTOR_CERT: u8 = 0;
-pub const SELECTOR_SPKI: u8 = 1;
-pub const MATCHING_FULL: u8 = 0;
-pub const MATCHING_SHA256: u8 = 1;
-pub const MATCHING_SHA512: u8 = 2;
+pub(crate) const USAGE_DANE_TA: u8 = 2;
+pub(crate) const USAGE_DANE_EE: u8 = 3;
+pub(crate) const SELECTOR_CERT: u8 = 0;
+pub(crate) const SELECTOR_SPKI: u8 = 1;
+pub(crate) const MATCHING_FULL: u8 = 0;
+pub(crate) const MATCHING_SHA256: u8 = 1;
+pub(crate) const MATCHING_SHA512: u8 = 2;
 
 /// One TLSA record (RFC 6698 §2.1).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, serde::Serialize)]
@@ -94,7 +94,8 @@ pub enum Unusable {
 
 impl Unusable {
     /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
+    #[cfg(test)]
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::PkixUsage(_) => "pkix_usage",
             Self::UnknownUsage(_) => "unknown_usage",
@@ -141,13 +142,13 @@ pub struct RecordCheck {
 
 /// TLSA records exported as series per address (docs/metrics.md, "Bounded exposition");
 /// `check` and debug output list every record.
-pub const MAX_EXPORTED_TLSA_RECORDS: usize = 32;
+pub(crate) const MAX_EXPORTED_TLSA_RECORDS: usize = 32;
 
 /// Which of `checks` are exported as series when there are more than
 /// [`MAX_EXPORTED_TLSA_RECORDS`]: the authenticating records first, then the matching ones,
 /// then the rest, each in RRset order; the result is in RRset order. So the records that
 /// decide the alerts are never the ones left out.
-pub fn exported_checks(checks: &[RecordCheck]) -> Vec<&RecordCheck> {
+pub(crate) fn exported_checks(checks: &[RecordCheck]) -> Vec<&RecordCheck> {
     if checks.len() <= MAX_EXPORTED_TLSA_RECORDS {
         return checks.iter().collect();
     }
@@ -206,7 +207,7 @@ pub enum RecordDetail {
 impl RecordDetail {
     /// The record matches in RFC 7671's sense (`RecordCheck::matched`), whatever came of
     /// the path, the dates and the names. For `Superseded`, its own match.
-    pub fn is_match(&self) -> bool {
+    pub(crate) fn is_match(&self) -> bool {
         match self {
             Self::Matched { .. } | Self::AnchorChainInvalid { .. } | Self::NameMismatch { .. } => {
                 true

@@ -20,13 +20,13 @@ struct Entry<V> {
 }
 
 /// Keys `K` to shared results `V`, at most `max_entries` of them.
-pub struct Coalescing<K, V> {
+pub(crate) struct Coalescing<K, V> {
     map: Mutex<HashMap<K, Entry<V>>>,
     max_entries: usize,
 }
 
 impl<K: Eq + Hash + Clone, V: Clone> Coalescing<K, V> {
-    pub fn new(max_entries: usize) -> Self {
+    pub(crate) fn new(max_entries: usize) -> Self {
         Self {
             map: Mutex::new(HashMap::new()),
             max_entries: max_entries.max(1),
@@ -35,7 +35,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Coalescing<K, V> {
 
     /// The cached value of `key` if it is in flight or younger than `ttl(value)`;
     /// otherwise the value `fetch` yields, shared with every caller that asks meanwhile.
-    pub async fn get_or_fetch<F, Fut>(&self, key: K, ttl: impl Fn(&V) -> Duration, fetch: F) -> V
+    pub(crate) async fn get_or_fetch<F, Fut>(
+        &self,
+        key: K,
+        ttl: impl Fn(&V) -> Duration,
+        fetch: F,
+    ) -> V
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = V>,
@@ -70,12 +75,12 @@ impl<K: Eq + Hash + Clone, V: Clone> Coalescing<K, V> {
     }
 
     /// Entries held (fresh, expired or in flight).
-    pub fn len(&self) -> usize {
+    pub(crate) fn len(&self) -> usize {
         self.map.lock().map(|m| m.len()).unwrap_or(0)
     }
 
     /// Drops every entry (config reload, tests); fetches in flight finish for their callers.
-    pub fn clear(&self) {
+    pub(crate) fn clear(&self) {
         if let Ok(mut m) = self.map.lock() {
             m.clear();
         }

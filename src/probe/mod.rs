@@ -18,8 +18,8 @@
 
 mod cache;
 pub mod dns;
-pub mod mx;
-pub mod policy;
+pub(crate) mod mx;
+pub(crate) mod policy;
 mod shared;
 pub mod smtp;
 pub mod tls;
@@ -41,29 +41,30 @@ use crate::model::smtp::SmtpReport;
 use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
 use crate::target::NextHop;
 use dns::Dns;
-pub use policy::{AddressPolicy, Refused};
-pub use shared::{SmtpCache, MAX_SHARED_SMTP_RESULTS};
+pub use policy::AddressPolicy;
+pub(crate) use policy::Refused;
+pub(crate) use shared::SmtpCache;
 use smtp::SmtpOptions;
 use tokio::sync::Semaphore;
 
 /// How long after the target deadline the last-resort timeout replaces the whole report.
 /// Every step ends at the deadline by itself; this only catches one that would not.
-pub const LAST_RESORT_SLACK: Duration = Duration::from_secs(1);
+pub(crate) const LAST_RESORT_SLACK: Duration = Duration::from_secs(1);
 /// SMTP connections one probe may have open at once. A domain expands to at most
 /// [`mx::MAX_MX_HOSTS`] × [`mx::MAX_ADDRESSES_PER_HOST`] addresses; they take turns.
-pub const MAX_SMTP_PER_PROBE: usize = 16;
+pub(crate) const MAX_SMTP_PER_PROBE: usize = 16;
 
 /// Everything a probe needs that outlives it: resolver, TLS config, roots, shared SMTP results.
 pub struct ProbeContext {
     pub dns: Dns,
-    pub tls: Arc<rustls::ClientConfig>,
-    pub roots: Arc<PkixRoots>,
-    pub helo_name: String,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
+    pub(crate) roots: Arc<PkixRoots>,
+    pub(crate) helo_name: String,
     /// Budget of one target probe (DNS + all MX hosts), from its start.
-    pub timeout: Duration,
-    pub smtp_cache: SmtpCache,
+    pub(crate) timeout: Duration,
+    pub(crate) smtp_cache: SmtpCache,
     /// SMTP dialogues actually run (cache misses).
-    pub smtp_probes: AtomicU64,
+    pub(crate) smtp_probes: AtomicU64,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -144,7 +145,7 @@ pub async fn probe_target(
 /// As [`probe_target`], but a probe that `opts.addresses` stops (before any SMTP
 /// connection) is an `Err` saying which address and why.
 #[tracing::instrument(skip_all, fields(target = %target))]
-pub async fn probe_checked(
+pub(crate) async fn probe_checked(
     ctx: &ProbeContext,
     target: &str,
     hop: &NextHop,

@@ -20,54 +20,54 @@ use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use crate::model::tlsa::Tlsa;
 
 /// Ceiling on MX hosts probed per domain (a monitor probes them all, within reason).
-pub const MAX_MX_HOSTS: usize = 32;
+pub(crate) const MAX_MX_HOSTS: usize = 32;
 /// Ceiling on addresses probed per host.
-pub const MAX_ADDRESSES_PER_HOST: usize = 16;
+pub(crate) const MAX_ADDRESSES_PER_HOST: usize = 16;
 
 /// The MX set of a domain.
-pub struct MxSet {
-    pub answer: Arc<Answer>,
+pub(crate) struct MxSet {
+    pub(crate) answer: Arc<Answer>,
     /// (preference, host) sorted by preference, then name; each host once, with its lowest
     /// preference.
-    pub hosts: Vec<(u16, String)>,
-    pub implicit: bool,
-    pub null: bool,
+    pub(crate) hosts: Vec<(u16, String)>,
+    pub(crate) implicit: bool,
+    pub(crate) null: bool,
     /// Why no host can be probed (lookup failed, NXDOMAIN, null MX).
-    pub error: Option<String>,
+    pub(crate) error: Option<String>,
 }
 
 /// What to resolve for one host.
 #[derive(Debug, Clone)]
-pub struct HostPlan {
+pub(crate) struct HostPlan {
     /// Host name as in the MX RRset (or the host target).
-    pub mx: String,
-    pub preference: Option<u16>,
-    pub port: u16,
+    pub(crate) mx: String,
+    pub(crate) preference: Option<u16>,
+    pub(crate) port: u16,
     /// The next-hop domain (or the host itself for host targets): a DANE-TA reference name.
-    pub next_hop: String,
+    pub(crate) next_hop: String,
     /// The MX RRset was secure (always true for host targets: there is none).
-    pub mx_secure: bool,
+    pub(crate) mx_secure: bool,
 }
 
 /// DNS facts of one host and what they mean for DANE.
 #[derive(Debug, Clone, Default)]
-pub struct HostDns {
-    pub addrs: Vec<IpAddr>,
-    pub address_dnssec: Dnssec,
-    pub tlsa_base: Option<String>,
-    pub tlsa_records: Vec<Tlsa>,
-    pub tlsa_dnssec: Option<Dnssec>,
-    pub dane_applies: bool,
+pub(crate) struct HostDns {
+    pub(crate) addrs: Vec<IpAddr>,
+    pub(crate) address_dnssec: Dnssec,
+    pub(crate) tlsa_base: Option<String>,
+    pub(crate) tlsa_records: Vec<Tlsa>,
+    pub(crate) tlsa_dnssec: Option<Dnssec>,
+    pub(crate) dane_applies: bool,
     /// Set when an address or TLSA lookup failed, is bogus or is unprovable: `dns_failure`.
-    pub dns_failure: Option<String>,
-    pub no_dane_reason: Option<String>,
-    pub notes: Vec<String>,
-    pub lookups: Vec<Arc<Answer>>,
+    pub(crate) dns_failure: Option<String>,
+    pub(crate) no_dane_reason: Option<String>,
+    pub(crate) notes: Vec<String>,
+    pub(crate) lookups: Vec<Arc<Answer>>,
 }
 
 /// The lookups the MX rules need: the caching resolver ([`Dns`]) when probing, a table of
 /// answers in the unit tests, so the rules of RFC 7672 §2.2 run without a DNS server.
-pub trait Lookup: Sync {
+pub(crate) trait Lookup: Sync {
     /// The RRset of `rtype` at `name` with its DNSSEC state; never fails (a failure is an
     /// [`Answer`] with `Outcome::Failed`).
     fn lookup(&self, name: &Name, rtype: RecordType) -> impl Future<Output = Arc<Answer>> + Send;
@@ -84,7 +84,7 @@ fn fqdn(name: &str) -> Option<Name> {
 }
 
 /// MX lookup with the implicit-MX and null-MX rules.
-pub async fn resolve_mx(dns: &impl Lookup, domain: &str) -> MxSet {
+pub(crate) async fn resolve_mx(dns: &impl Lookup, domain: &str) -> MxSet {
     let Some(name) = fqdn(domain) else {
         let answer = Arc::new(Answer {
             name: domain.to_string(),
@@ -165,7 +165,7 @@ fn mx_hosts(records: &[Mx]) -> Vec<(u16, String)> {
 }
 
 /// Addresses and TLSA of one host (RFC 7672 §2.2.1, §2.2.2).
-pub async fn resolve_host(dns: &impl Lookup, plan: &HostPlan) -> HostDns {
+pub(crate) async fn resolve_host(dns: &impl Lookup, plan: &HostPlan) -> HostDns {
     let mut hd = HostDns::default();
     let Some(name) = fqdn(&plan.mx) else {
         hd.dns_failure = Some(format!("{:?} is not a host name", plan.mx));

@@ -24,7 +24,7 @@ pub enum AddressPolicy {
 
 impl AddressPolicy {
     /// `Err` with the reason when the policy forbids connecting to `ip`.
-    pub fn check(self, ip: IpAddr) -> Result<(), Refused> {
+    pub(crate) fn check(self, ip: IpAddr) -> Result<(), Refused> {
         match self {
             Self::Any => Ok(()),
             Self::GlobalOnly if is_global(ip) => Ok(()),
@@ -39,14 +39,14 @@ impl AddressPolicy {
 /// A probe stopped before connecting: one of its addresses is not global.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("address {address} is {range}: not probed for a target that is not configured (probe.private_addresses is false); no connection was made")]
-pub struct Refused {
-    pub address: IpAddr,
+pub(crate) struct Refused {
+    pub(crate) address: IpAddr,
     /// What kind of non-global address (fixed words).
-    pub range: &'static str,
+    pub(crate) range: &'static str,
 }
 
 /// Globally routable unicast? (std's `IpAddr::is_global` is not stable.)
-pub fn is_global(ip: IpAddr) -> bool {
+pub(crate) fn is_global(ip: IpAddr) -> bool {
     non_global_kind(ip) == "global"
 }
 

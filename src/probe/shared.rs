@@ -28,7 +28,7 @@ const MAX_SHARED_ATTEMPTS: usize = 3;
 pub(super) type SmtpKey = (SocketAddr, Option<String>);
 
 /// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
-pub const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
+pub(crate) const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
 
 /// One shared SMTP result and the deadline it ran under.
 #[derive(Clone)]
@@ -50,13 +50,13 @@ impl Shared {
 /// SMTP results shared between targets that point at the same address within a round:
 /// filled by the first prober, awaited by the others, reused for `max_age`; deadline-aware
 /// (see [`SmtpCache::get`]).
-pub struct SmtpCache {
+pub(crate) struct SmtpCache {
     max_age: Duration,
     results: Coalescing<SmtpKey, Shared>,
 }
 
 impl SmtpCache {
-    pub fn new(max_age: Duration) -> Self {
+    pub(crate) fn new(max_age: Duration) -> Self {
         Self {
             max_age,
             results: Coalescing::new(MAX_SHARED_SMTP_RESULTS),

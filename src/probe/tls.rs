@@ -29,7 +29,7 @@ const MAX_MESSAGE_CHARS: usize = 200;
 /// What can go wrong in the TLS step. `probe::smtp` maps it into its `ProbeError`.
 #[derive(Debug, Clone, thiserror::Error, serde::Serialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
-pub enum TlsError {
+pub(crate) enum TlsError {
     #[error("server name {name:?} is neither a DNS name nor an IP address")]
     BadServerName { name: String },
     #[error("TLS handshake timed out after {after:?}")]
@@ -40,7 +40,7 @@ pub enum TlsError {
 
 impl TlsError {
     /// Fixed value set: safe as a label or log field.
-    pub fn reason(&self) -> &'static str {
+    pub(crate) fn reason(&self) -> &'static str {
         match self {
             Self::BadServerName { .. } => "bad_server_name",
             Self::Timeout { .. } => "tls_timeout",
@@ -70,7 +70,7 @@ pub fn client_config() -> Arc<ClientConfig> {
 
 /// The name to present: `Some(dns name)` → SNI with it; `None` → the IP address, for
 /// which rustls sends no SNI (RFC 6066 §3: literal addresses are not permitted).
-pub fn server_name(
+pub(crate) fn server_name(
     name: Option<&str>,
     ip: std::net::IpAddr,
 ) -> Result<ServerName<'static>, TlsError> {
@@ -87,7 +87,7 @@ pub fn server_name(
 /// Run the TLS handshake over `io`, finished by `deadline`, and collect the facts.
 ///
 /// `io` must carry no unread plaintext: the caller checks that before the hand-over.
-pub async fn handshake<IO>(
+pub(crate) async fn handshake<IO>(
     io: IO,
     name: ServerName<'static>,
     config: Arc<ClientConfig>,
@@ -162,7 +162,7 @@ fn truncate_chars(s: &str, max: usize) -> String {
 /// verifies the handshake signatures with the provider's algorithms: the server must hold
 /// the private key of the leaf it served.
 #[derive(Debug)]
-pub struct RecordingVerifier {
+pub(crate) struct RecordingVerifier {
     algorithms: WebPkiSupportedAlgorithms,
 }
 

@@ -6,14 +6,13 @@
 //! web path prefixes of `--web.external-url` / `--web.route-prefix` (`prefix`).
 //! Not here: keeping the summaries (`scheduler`), routing (`http`), the text itself (`text`).
 
-pub mod packed;
-pub mod page;
-pub mod prefix;
-pub mod summary;
+pub(crate) mod packed;
+pub(crate) mod page;
+pub(crate) mod prefix;
+pub(crate) mod summary;
 
 pub use packed::PackedText;
-pub use page::{
-    render_page, render_text_view, Entry, PageQuery, CONTENT_SECURITY_POLICY, STYLESHEET,
-};
+pub use page::{render_page, Entry, PageQuery};
+pub(crate) use page::{render_text_view, CONTENT_SECURITY_POLICY, STYLESHEET};
 pub use prefix::{PrefixError, WebPrefix};
 pub use summary::Summary;

@@ -29,7 +29,7 @@ impl PackedText {
     }
 
     /// The text again ("" for an empty or unreadable buffer).
-    pub fn text(&self) -> String {
+    pub(crate) fn text(&self) -> String {
         let mut out = String::new();
         if self.0.is_empty() {
             return out;

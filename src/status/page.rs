@@ -15,18 +15,18 @@ use super::summary::{dane_class, RecordState, Row, Starttls, State, Summary};
 use crate::model::dns::Dnssec;
 
 /// Targets per page: 10,000 targets render as 200 pages of this many blocks.
-pub const PAGE_SIZE: usize = 50;
+pub(crate) const PAGE_SIZE: usize = 50;
 /// The embedded stylesheet, served at `<prefix>/static/status.css`.
-pub const STYLESHEET: &str = include_str!("status.css");
+pub(crate) const STYLESHEET: &str = include_str!("status.css");
 /// Only our own stylesheet; no script, no frames, forms only to ourselves.
-pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
+pub(crate) const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; style-src 'self'; img-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'";
 /// Longest filter text taken from `?q=`.
 const MAX_QUERY_CHARS: usize = 200;
 /// Leaf certificates or RRSIGs expiring within this many days are shown as a warning.
 const WARN_DAYS: f64 = 14.0;
 
 /// Escapes text for HTML element content and quoted attribute values.
-pub fn escape(s: &str) -> String {
+pub(crate) fn escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for c in s.chars() {
         match c {
@@ -42,7 +42,7 @@ pub fn escape(s: &str) -> String {
 }
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters stay).
-pub fn url_escape(s: &str) -> String {
+pub(crate) fn url_escape(s: &str) -> String {
     let mut o = String::with_capacity(s.len());
     for b in s.bytes() {
         match b {
@@ -59,7 +59,7 @@ pub fn url_escape(s: &str) -> String {
 
 /// Which targets the page lists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StateFilter {
+pub(crate) enum StateFilter {
     #[default]
     All,
     Failing,
@@ -93,10 +93,10 @@ impl StateFilter {
 /// The page's query: `?q=words&state=failing&page=2`.
 #[derive(Debug, Clone, Default)]
 pub struct PageQuery {
-    pub q: String,
-    pub state: StateFilter,
+    pub(crate) q: String,
+    pub(crate) state: StateFilter,
     /// 1-based.
-    pub page: usize,
+    pub(crate) page: usize,
 }
 
 impl PageQuery {
@@ -522,7 +522,7 @@ fn page_links(o: &mut String, query: &PageQuery, base: &str, page: usize, pages:
 
 /// The `check`-style text view of a target's last probe: a header line with its time, then
 /// the text kept from that probe.
-pub fn render_text_view(target: &str, timestamp: f64, text: &str, now: i64) -> String {
+pub(crate) fn render_text_view(target: &str, timestamp: f64, text: &str, now: i64) -> String {
     let ts = timestamp as i64;
     format!(
         "{target}: last probe {} ({})\n\n{text}",

@@ -17,9 +17,9 @@ pub enum PrefixError {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WebPrefix {
     /// Where routes are served: `/metrics` is at `{route}/metrics`.
-    pub route: String,
+    pub(crate) route: String,
     /// What links start with: the external URL's path, else the route prefix.
-    pub links: String,
+    pub(crate) links: String,
 }
 
 /// "/a/b/" or "a/b" or "/" → "/a/b" or ""; `None` for characters a path must not carry
@@ -62,7 +62,7 @@ impl WebPrefix {
 
     /// The request path relative to the route prefix ("/metrics"), or `None` when it lies
     /// outside. The prefix itself without a slash maps to "" (the caller redirects).
-    pub fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
+    pub(crate) fn strip<'a>(&self, path: &'a str) -> Option<&'a str> {
         if self.route.is_empty() {
             return Some(path);
         }

@@ -14,7 +14,7 @@ use crate::model::tlsa::{RecordCheck, RecordDetail};
 
 /// A target's state on the page, worst first (the derived order is the sort order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub enum State {
+pub(crate) enum State {
     /// Some address is `dns_failure`.
     DnsFailure,
     /// Some address is `failed`.
@@ -35,7 +35,7 @@ pub enum State {
 
 impl State {
     /// Text shown in the badge (never colour alone).
-    pub fn label(self) -> &'static str {
+    pub(crate) fn label(self) -> &'static str {
         match self {
             Self::DnsFailure => "dns_failure",
             Self::Failed => "failed",
@@ -48,7 +48,7 @@ impl State {
         }
     }
     /// Colour class: `bad`, `warn`, `info`, `ok` or `never`.
-    pub fn class(self) -> &'static str {
+    pub(crate) fn class(self) -> &'static str {
         match self {
             Self::DnsFailure | Self::Failed | Self::ProbeFailed => "bad",
             Self::NeverProbed => "never",
@@ -58,13 +58,13 @@ impl State {
         }
     }
     /// Counted as failing in the summary line (`mailtls_probe_success` 0).
-    pub fn failing(self) -> bool {
+    pub(crate) fn failing(self) -> bool {
         matches!(self, Self::DnsFailure | Self::Failed | Self::ProbeFailed)
     }
 }
 
 /// Colour class of a DANE verdict.
-pub fn dane_class(d: DaneStatus) -> &'static str {
+pub(crate) fn dane_class(d: DaneStatus) -> &'static str {
     match d {
         DaneStatus::Verified => "ok",
         DaneStatus::Unauthenticated => "warn",
@@ -75,7 +75,7 @@ pub fn dane_class(d: DaneStatus) -> &'static str {
 
 /// How the STARTTLS step of one address ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Starttls {
+pub(crate) enum Starttls {
     /// Nothing was attempted (no address).
     NotTried,
     /// Handshake completed with this protocol version ("TLSv1.3").
@@ -91,7 +91,7 @@ pub enum Starttls {
 
 /// What a published TLSA record did for this address.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RecordState {
+pub(crate) enum RecordState {
     /// Usable, matches, and counts for the verdict (`RecordDetail::Matched`).
     Authenticates,
     /// Matches the chain but does not authenticate (outranked by digest agility, chain to
@@ -108,7 +108,7 @@ pub enum RecordState {
 impl RecordState {
     /// The page's one place that reads a record judgement: the model's two facts
     /// (`matched`, RFC 7671; `authenticates`, a DANE sender's view) plus why not.
-    pub fn of(c: &RecordCheck) -> Self {
+    pub(crate) fn of(c: &RecordCheck) -> Self {
         match &c.detail {
             _ if c.authenticates => Self::Authenticates,
             RecordDetail::Unusable(_) => Self::Unusable,
@@ -121,53 +121,51 @@ impl RecordState {
 
 /// One published TLSA record as judged for one address.
 #[derive(Debug, Clone)]
-pub struct Record {
+pub(crate) struct Record {
     /// `3 1 1 5f0e8a2b91c4…`.
-    pub short: Box<str>,
-    pub state: RecordState,
+    pub(crate) short: Box<str>,
+    pub(crate) state: RecordState,
     /// `RecordCheck::explain`, kept only for records that do not authenticate (where the
     /// sentence says what is wrong); `None` for authenticating ones, to stay small.
-    pub explain: Option<Box<str>>,
+    pub(crate) explain: Option<Box<str>>,
 }
 
 /// One MX address.
 #[derive(Debug, Clone)]
-pub struct Row {
-    pub mx: Box<str>,
-    pub address: Option<IpAddr>,
-    pub port: u16,
+pub(crate) struct Row {
+    pub(crate) mx: Box<str>,
+    pub(crate) address: Option<IpAddr>,
     /// `None` for address targets.
-    pub dane: Option<DaneStatus>,
-    pub starttls: Starttls,
+    pub(crate) dane: Option<DaneStatus>,
+    pub(crate) starttls: Starttls,
     /// `None` when no certificate was seen; `Err` carries the reason.
-    pub pkix: Option<Result<(), Box<str>>>,
-    pub leaf_subject: Option<Box<str>>,
+    pub(crate) pkix: Option<Result<(), Box<str>>>,
+    pub(crate) leaf_subject: Option<Box<str>>,
     /// Leaf notAfter, Unix seconds.
-    pub leaf_not_after: Option<i64>,
+    pub(crate) leaf_not_after: Option<i64>,
     /// Earliest RRSIG expiration over the MX, address and TLSA lookups of this host.
-    pub rrsig_expiry: Option<i64>,
+    pub(crate) rrsig_expiry: Option<i64>,
     /// DNSSEC state of the host's addresses and of its TLSA lookup.
-    pub address_dnssec: Option<Dnssec>,
-    pub tlsa_dnssec: Option<Dnssec>,
-    pub records: Box<[Record]>,
+    pub(crate) address_dnssec: Option<Dnssec>,
+    pub(crate) tlsa_dnssec: Option<Dnssec>,
+    pub(crate) records: Box<[Record]>,
     /// Why this verdict: one sentence.
-    pub why: Box<str>,
+    pub(crate) why: Box<str>,
 }
 
 /// What the page shows of a target's last completed probe.
 #[derive(Debug, Clone)]
 pub struct Summary {
-    pub state: State,
-    pub success: bool,
+    pub(crate) state: State,
     /// Unix seconds when the probe completed.
-    pub timestamp: f64,
-    pub duration_seconds: f64,
-    pub mx_dnssec: Option<Dnssec>,
-    pub null_mx: bool,
-    pub implicit_mx: bool,
+    pub(crate) timestamp: f64,
+    pub(crate) duration_seconds: f64,
+    pub(crate) mx_dnssec: Option<Dnssec>,
+    pub(crate) null_mx: bool,
+    pub(crate) implicit_mx: bool,
     /// Target-level failure (MX lookup failed, domain does not exist, timeout).
-    pub error: Option<Box<str>>,
-    pub rows: Box<[Row]>,
+    pub(crate) error: Option<Box<str>>,
+    pub(crate) rows: Box<[Row]>,
 }
 
 impl Summary {
@@ -199,7 +197,6 @@ impl Summary {
             .collect();
         Self {
             state: state_of(r),
-            success: r.success,
             timestamp: r.timestamp,
             duration_seconds: r.duration_seconds,
             mx_dnssec: r.mx_dnssec,
@@ -212,7 +209,7 @@ impl Summary {
 
     /// Every word of `terms` (lower case) occurs in the target name, an MX host name, an
     /// address, or a verdict word of the target or one of its addresses.
-    pub fn matches(&self, target: &str, terms: &[String]) -> bool {
+    pub(crate) fn matches(&self, target: &str, terms: &[String]) -> bool {
         let target = target.to_ascii_lowercase();
         terms.iter().all(|t| {
             // Only a term that can be part of an address is compared with addresses.
@@ -239,7 +236,6 @@ fn row_of(h: &HostReport, a: &AddressReport, host_sig: Option<i64>) -> Row {
     Row {
         mx: h.mx.as_str().into(),
         address: a.address,
-        port: h.port,
         dane: a.dane,
         starttls,
         pkix: a

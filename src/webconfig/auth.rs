@@ -33,17 +33,17 @@ pub struct BasicAuth {
 }
 
 /// bcrypt verifications running at once (per web config).
-pub const BCRYPT_SLOTS: usize = 1;
+pub(crate) const BCRYPT_SLOTS: usize = 1;
 /// How long a request that needs bcrypt waits for a slot before it is answered 429: a few
 /// cost-12 checks, and half of Prometheus' default 10 s scrape timeout. A burst of scrapers
 /// logging in with the same credentials after a restart waits, and all but the first find
 /// the cache filled when their turn comes.
-pub const BCRYPT_WAIT: Duration = Duration::from_secs(5);
+pub(crate) const BCRYPT_WAIT: Duration = Duration::from_secs(5);
 
 /// The answer to an `Authorization` header.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[must_use]
-pub enum Authorization {
+pub(crate) enum Authorization {
     Allowed,
     Denied,
     /// Every bcrypt slot stayed busy for [`BCRYPT_WAIT`]: nothing was checked.
@@ -68,7 +68,10 @@ impl BasicAuth {
 
     /// Checks an `Authorization` header value: from the cache at once, else bcrypt on the
     /// blocking pool once a slot is free (see the type's doc).
-    pub async fn authorize(self: Arc<Self>, authorization: Option<Vec<u8>>) -> Authorization {
+    pub(crate) async fn authorize(
+        self: Arc<Self>,
+        authorization: Option<Vec<u8>>,
+    ) -> Authorization {
         let verdict = |ok: bool| {
             if ok {
                 Authorization::Allowed
@@ -116,7 +119,7 @@ impl BasicAuth {
 
     /// Checks an `Authorization` header value. Blocking (bcrypt) and ungated: only
     /// [`authorize`](Self::authorize) and tests call it.
-    pub(super) fn check(&self, authorization: Option<&[u8]>) -> bool {
+    pub fn check(&self, authorization: Option<&[u8]>) -> bool {
         let Some((user, password)) = authorization.and_then(decode_basic) else {
             return false;
         };
@@ -141,7 +144,7 @@ impl BasicAuth {
     }
 
     /// Would [`check`](Self::check) answer without running bcrypt?
-    pub(super) fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
+    pub fn is_cached(&self, authorization: Option<&[u8]>) -> bool {
         let Some((user, password)) = authorization.and_then(decode_basic) else {
             return true; // malformed: refused at once
         };

@@ -25,26 +25,27 @@ use rustls::ServerConfig;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-pub use crate::config::Place;
+pub(crate) use crate::config::Place;
 
 mod auth;
 mod tls;
 
-pub use auth::{Authorization, BasicAuth, BCRYPT_SLOTS, BCRYPT_WAIT};
+pub use auth::BasicAuth;
+pub(crate) use auth::{Authorization, BCRYPT_WAIT};
 use tls::tls_config;
 
 /// The realm named in `WWW-Authenticate` on a 401.
-pub const AUTH_REALM: &str = "mailtls_exporter";
+pub(crate) const AUTH_REALM: &str = "mailtls_exporter";
 /// How many successful (user, password) checks are remembered; the set is emptied when
 /// full, so a flood of distinct valid logins costs bcrypt time again, nothing more.
-pub const MAX_CACHED_LOGINS: usize = 1024;
+pub(crate) const MAX_CACHED_LOGINS: usize = 1024;
 /// Highest bcrypt cost accepted. Every wrong password costs one bcrypt run at the hash's
 /// cost, and each step doubles it: cost 10 (Go's `bcrypt.DefaultCost`, the README's
 /// `htpasswd -nBC 10`), 12 (Python's `bcrypt.gensalt()`, used by Prometheus' basic-auth
 /// guide) and 14 took 0.29 s, 0.95 s and 3.2 s for one check on a busy 2-core machine
 /// (docs/performance.md); 31 would take weeks. 14 keeps every common generator's output
 /// working and bounds one check to seconds; the bcrypt gate (`auth`) bounds how many run.
-pub const MAX_BCRYPT_COST: u32 = 14;
+pub(crate) const MAX_BCRYPT_COST: u32 = 14;
 /// bcrypt costs accepted: the algorithm's minimum up to [`MAX_BCRYPT_COST`].
 const BCRYPT_COSTS: std::ops::RangeInclusive<u32> = 4..=MAX_BCRYPT_COST;
 
@@ -130,7 +131,7 @@ struct RawHttp {
 
 /// How the server asks for client certificates.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ClientAuth {
+pub(crate) enum ClientAuth {
     NoClientCert,
     RequireAndVerifyClientCert,
 }
@@ -144,7 +145,7 @@ pub struct WebConfig {
     /// `None`: no authentication.
     pub auth: Option<Arc<BasicAuth>>,
     /// Extra headers on every response.
-    pub headers: Vec<(HeaderName, HeaderValue)>,
+    pub(crate) headers: Vec<(HeaderName, HeaderValue)>,
 }
 
 impl fmt::Debug for WebConfig {
@@ -159,7 +160,7 @@ impl fmt::Debug for WebConfig {
 }
 
 /// Reads and validates a web config file.
-pub fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
+pub(crate) fn load(path: &Path) -> Result<WebConfig, WebConfigError> {
     let file = path.display().to_string();
     let text = std::fs::read_to_string(path).map_err(|source| WebConfigError::Read {
         file: file.clone(),
@@ -366,7 +367,7 @@ impl WebState {
 
 #[cfg(test)]
 mod tests {
-    use super::auth::decode_basic;
+    use super::auth::{decode_basic, BCRYPT_SLOTS};
     use super::*;
     use base64::Engine as _;
 

@@ -36,7 +36,7 @@ pub(super) fn failed_answer(
 }
 
 /// Lower case, no trailing dot ("." for the root).
-pub fn display_name(n: &Name) -> String {
+pub(crate) fn display_name(n: &Name) -> String {
     let s = n.to_lowercase().to_ascii();
     match s.strip_suffix('.') {
         Some("") | None => s,
@@ -53,7 +53,7 @@ pub(super) fn now_unix() -> i64 {
 
 /// RRSIG expiration (32-bit serial, RFC 4034 §3.1.5 / RFC 1982) → Unix seconds, taking the
 /// value closest to `now` (valid until 2106 and beyond).
-pub fn rrsig_time_to_unix(serial: u32, now: i64) -> i64 {
+pub(crate) fn rrsig_time_to_unix(serial: u32, now: i64) -> i64 {
     let now32 = now as u32; // wrapping: the low 32 bits of now
     let delta = serial.wrapping_sub(now32) as i32; // RFC 1982 distance, signed
     now + i64::from(delta)

@@ -41,13 +41,13 @@ use crate::config::{DnsConfig, Validation};
 use crate::model::dns::{Answer, Dnssec, Outcome};
 
 /// Upper bound on cached RRsets: when full, expired answers go first, then the oldest.
-pub const DEFAULT_CACHE_ENTRIES: usize = 200_000;
+pub(crate) const DEFAULT_CACHE_ENTRIES: usize = 200_000;
 /// Ceiling on how long any answer is cached, whatever its TTL.
-pub const DEFAULT_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
+pub(crate) const DEFAULT_CACHE_MAX_TTL: Duration = Duration::from_secs(300);
 /// Failed lookups are cached this long, so a round does not hammer a broken zone.
-pub const FAILURE_CACHE_TTL: Duration = Duration::from_secs(5);
+pub(crate) const FAILURE_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Per-query timeout (one attempt).
-pub const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
+pub(crate) const DEFAULT_QUERY_TIMEOUT: Duration = Duration::from_secs(5);
 #[derive(Debug, thiserror::Error)]
 pub enum DnsSetupError {
     #[error("cannot read trust anchor {path}: {message}")]
@@ -86,7 +86,7 @@ impl Dns {
         Self::with_cache(cfg, DEFAULT_CACHE_ENTRIES, DEFAULT_CACHE_MAX_TTL)
     }
 
-    pub fn with_cache(
+    pub(crate) fn with_cache(
         cfg: &DnsConfig,
         cache_max_entries: usize,
         cache_max_ttl: Duration,
@@ -147,7 +147,7 @@ impl Dns {
             .load(std::sync::atomic::Ordering::Relaxed)
     }
 
-    pub fn cache_len(&self) -> usize {
+    pub(crate) fn cache_len(&self) -> usize {
         self.inner.cache.len()
     }
 
@@ -194,7 +194,7 @@ impl Dns {
 }
 
 /// Loads DNSKEY trust anchors (presentation format, one record per line).
-pub fn load_trust_anchors(path: &Path) -> Result<TrustAnchors, DnsSetupError> {
+pub(crate) fn load_trust_anchors(path: &Path) -> Result<TrustAnchors, DnsSetupError> {
     TrustAnchors::from_file(path).map_err(|e| DnsSetupError::TrustAnchor {
         path: path.display().to_string(),
         message: e.to_string(),

@@ -75,7 +75,7 @@ async fn upstream_send(
 }
 
 /// RFC 8914 Extended DNS Errors of a response: (code, extra text).
-pub fn extended_errors(m: &Message) -> Vec<(u16, String)> {
+pub(crate) fn extended_errors(m: &Message) -> Vec<(u16, String)> {
     let Some(edns) = &m.edns else {
         return Vec::new();
     };

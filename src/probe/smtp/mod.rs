@@ -30,7 +30,7 @@ use reply::{ReplyParser, MAX_LINE_OCTETS};
 
 /// Budget of a probe whose caller sets no deadline ([`SmtpOptions::new`]); the exporter
 /// always passes its target deadline instead.
-pub const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
+pub(crate) const DEFAULT_BUDGET: Duration = Duration::from_secs(30);
 /// Cap on the polite QUIT at the end (never extends a failed or finished probe by more,
 /// and never goes past the deadline).
 const QUIT_TIMEOUT: Duration = Duration::from_secs(2);
@@ -43,19 +43,19 @@ const MAX_HELO_OCTETS: usize = 255;
 #[derive(Debug, Clone)]
 pub struct SmtpOptions {
     /// Name sent in EHLO (a domain or an address literal; no spaces or controls).
-    pub helo_name: String,
+    pub(crate) helo_name: String,
     /// SNI: the TLSA base domain / MX name; `None` for an IP-literal target (no SNI).
     pub server_name: Option<String>,
     /// From [`tls::client_config`].
-    pub tls: Arc<rustls::ClientConfig>,
+    pub(crate) tls: Arc<rustls::ClientConfig>,
     /// The one deadline of the whole dialogue: every phase (connect, greeting, EHLO,
     /// STARTTLS, handshake) may use whatever is left of it, so a slow phase (a postscreen
     /// greeting pause) is fine as long as the rest still fits. There is no per-phase cap:
     /// RFC 5321 §4.5.3.2 lets a client wait minutes per reply, and the caller's budget is
     /// already the bound an operator chose.
-    pub deadline: Instant,
+    pub(crate) deadline: Instant,
     /// Record the dialogue (for `/probe?debug=true` and `check`).
-    pub transcript: bool,
+    pub(crate) transcript: bool,
 }
 
 impl SmtpOptions {

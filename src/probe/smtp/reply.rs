@@ -20,7 +20,7 @@ const MAX_EXCERPT_OCTETS: usize = 48;
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ReplyLine<'a> {
     pub code: u16,
-    pub last: bool,
+    pub(crate) last: bool,
     pub text: &'a [u8],
 }
 
@@ -104,7 +104,7 @@ impl ReplyParser {
     }
 
     /// No line of a reply consumed yet (at the start, or right after a complete reply).
-    pub fn is_idle(&self) -> bool {
+    pub(crate) fn is_idle(&self) -> bool {
         self.lines.is_empty()
     }
 
