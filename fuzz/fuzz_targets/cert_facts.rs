@@ -33,9 +33,10 @@ fuzz_target!(|data: &[u8]| {
     assert_eq!(f.spki_sha256.len(), 64);
     assert!(lower_hex(&f.sha256) && lower_hex(&f.spki_sha256) && lower_hex(&f.serial));
     assert_eq!((f.not_before, f.not_after), (p.not_before, p.not_after));
-    // Not `is_spki(p.spki)`: x509-parser accepts a certificate whose SPKI SEQUENCE has
-    // trailing octets, which the standalone SPKI parse (TLSA `x 1 0` data) rightly refuses.
-    assert_eq!(p.spki.first(), Some(&0x30));
+    // Nothing asserted about `p.spki` itself: x509-parser accepts a certificate whose SPKI
+    // has trailing octets or a primitive SEQUENCE tag, which the standalone SPKI parse (TLSA
+    // `x 1 0` data) refuses; both inputs were found by this target.
+    assert!(!p.spki.is_empty());
     for name in &f.dns_names {
         assert!(!name.bytes().any(|b| b.is_ascii_uppercase()));
         assert!(presented.contains(name));
