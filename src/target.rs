@@ -103,10 +103,12 @@ impl fmt::Display for NextHop {
 }
 
 /// Lower case, no trailing dot, LDH labels of 1..=63 octets, at most 253 octets.
-/// Underscores are accepted (they occur in real host names).
+/// Underscores are accepted (they occur in real host names). An IPv4 address with a trailing
+/// dot (`192.0.2.1.`) is not a name: its canonical form would read as an address.
 pub fn normalize_name(s: &str) -> Result<String, TargetError> {
     let n = s.trim_end_matches('.').to_ascii_lowercase();
     let ok = !n.is_empty()
+        && n.parse::<IpAddr>().is_err()
         && n.len() <= 253
         && n.split('.').all(|l| {
             !l.is_empty()
@@ -372,6 +374,10 @@ mod tests {
             "a b",
             "192.0.2.1",
             "[]",
+            // Found by fuzz/ (probe_query): accepted as the domain "10.0.0.0", whose
+            // canonical name then read as an address and did not parse back.
+            "10.0.0.0.",
+            "[192.0.2.1.]:587",
         ] {
             assert!(NextHop::parse(bad).is_err(), "{bad:?} should be rejected");
         }
@@ -392,6 +398,21 @@ mod tests {
             NextHop::parse("[mx1.example.org]:25").unwrap().to_string(),
             "[mx1.example.org]"
         );
+    }
+
+    #[test]
+    fn canonical_name_parses_back() {
+        for s in [
+            "Example.ORG.",
+            "[MX1.example.org.]:587",
+            "[ipv6:2001:db8::25]",
+            "10.0.0.1.example",
+        ] {
+            let hop = NextHop::parse(s).unwrap();
+            assert_eq!(NextHop::parse(&hop.to_string()), Ok(hop));
+        }
+        assert!(normalize_name("192.0.2.1.").is_err());
+        assert_eq!(normalize_name("0.1.atta"), Ok("0.1.atta".to_string()));
     }
 
     #[test]
