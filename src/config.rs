@@ -368,7 +368,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
             ),
         ));
     }
-    let timeout = at.duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT)?;
+    // Without an explicit timeout, a short interval bounds the default one: a probe never
+    // runs into the next round of the same target.
+    let timeout = at.duration(&raw.timeout, "timeout", DEFAULT_TIMEOUT.min(interval))?;
     if let (Some(t), true) = (&raw.timeout, timeout > interval) {
         return Err(at.err(
             Some(t.referenced.line()),
@@ -698,6 +700,15 @@ targets:
         // Local mode checks signatures itself; an address-only config never asks.
         assert!(!cfg("192.0.2.53:53", "local", domain).trusts_remote_ad_bit());
         assert!(!cfg("192.0.2.53:53", "upstream", address).trusts_remote_ad_bit());
+    }
+
+    #[test]
+    fn default_timeout_never_exceeds_a_short_interval() {
+        let c = parse("interval: 10s\n", "c.yml").unwrap();
+        assert_eq!(c.timeout, Duration::from_secs(10));
+        let c = parse("interval: 5m\n", "c.yml").unwrap();
+        assert_eq!(c.timeout, DEFAULT_TIMEOUT);
+        assert!(parse("interval: 10s\ntimeout: 11s\n", "c.yml").is_err());
     }
 
     #[test]

@@ -37,7 +37,8 @@ fuzz_target!(|data: &[u8]| {
             "target {canonical:?} does not parse back"
         );
     }
-    for pattern in &cfg.probe_allow {
-        assert!(!pattern.is_empty() && !pattern.contains(char::is_whitespace));
+    for t in &cfg.targets {
+        // A configured target is always probe-able through /probe.
+        assert!(cfg.probe_allowed(&t.hop), "configured {} refused", t.name);
     }
 });

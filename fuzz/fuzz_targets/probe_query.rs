@@ -25,7 +25,8 @@ probe:
   allow:
     - '*.dane.test'
     - 'mx?.good.test'
-    - '127.0.0.*'
+    - '127.0.0.0/8'
+    - '[*.dane.test]:587'
 targets:
   - domain: good.test
   - host: mx1.good.test
