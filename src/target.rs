@@ -50,14 +50,8 @@ impl NextHop {
             let Some((inner, after)) = rest.split_once(']') else {
                 return Err(TargetError::Brackets(s.to_string()));
             };
-            let port = match after {
-                "" => DEFAULT_PORT,
-                p => p
-                    .strip_prefix(':')
-                    .and_then(|p| p.parse::<u16>().ok())
-                    .filter(|p| *p != 0)
-                    .ok_or_else(|| TargetError::BadPort(s.to_string()))?,
-            };
+            let port =
+                port_after_bracket(after).ok_or_else(|| TargetError::BadPort(s.to_string()))?;
             let inner = inner.strip_prefix("ipv6:").unwrap_or(inner);
             if let Ok(ip) = inner.parse::<IpAddr>() {
                 return Ok(Self::Address { ip, port });
@@ -184,14 +178,8 @@ impl AllowEntry {
                 let Some((inner, after)) = rest.split_once(']') else {
                     return Err(format!("unbalanced brackets in {s:?}"));
                 };
-                let port = match after {
-                    "" => DEFAULT_PORT,
-                    p => p
-                        .strip_prefix(':')
-                        .and_then(|p| p.parse::<u16>().ok())
-                        .filter(|p| *p != 0)
-                        .ok_or_else(|| format!("invalid port in {s:?} (use [host]:587)"))?,
-                };
+                let port = port_after_bracket(after)
+                    .ok_or_else(|| format!("invalid port in {s:?} (use [host]:587)"))?;
                 (inner.strip_prefix("ipv6:").unwrap_or(inner), port, true)
             }
             None if s.contains(']') => return Err(format!("unbalanced brackets in {s:?}")),
@@ -254,6 +242,18 @@ impl AllowEntry {
             }
             _ => false,
         }
+    }
+}
+
+/// The port after `]` in `[host]:PORT` (none: [`DEFAULT_PORT`]); `None` when it is not a
+/// port number from 1 to 65535.
+fn port_after_bracket(after: &str) -> Option<u16> {
+    match after {
+        "" => Some(DEFAULT_PORT),
+        p => p
+            .strip_prefix(':')
+            .and_then(|p| p.parse::<u16>().ok())
+            .filter(|p| *p != 0),
     }
 }
 
