@@ -5,7 +5,9 @@
 //! `POST /-/reload` all go through [`load`] / [`parse`].
 //! Not here: acting on the config (`scheduler`), next-hop syntax (`target`).
 
-use std::fmt;
+mod errors;
+mod targets;
+
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -13,7 +15,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
-use crate::target::{normalize_name, AllowEntry, NextHop, DEFAULT_PORT};
+use crate::target::{normalize_name, AllowEntry, NextHop};
+use errors::At;
+pub use errors::{ConfigError, Place};
+pub use targets::Target;
+use targets::{parse_targets, RawTarget};
 
 pub(crate) const DEFAULT_INTERVAL: Duration = Duration::from_secs(300);
 /// Longest accepted `interval`: a day. Certificates and RRSIGs are judged in days, so a
@@ -58,23 +64,6 @@ pub struct DnsConfig {
     pub validation: Validation,
     /// Local mode: DNSKEY records in presentation format; `None` = the IANA root keys.
     pub trust_anchor: Option<PathBuf>,
-}
-
-/// One configured target.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct Target {
-    /// The `target` label: canonical next-hop form.
-    pub name: String,
-    pub hop: NextHop,
-}
-
-impl Target {
-    pub(crate) fn new(hop: NextHop) -> Self {
-        Self {
-            name: hop.to_string(),
-            hop,
-        }
-    }
 }
 
 /// A validated configuration.
@@ -157,57 +146,6 @@ impl Config {
     }
 }
 
-/// Where a problem is: `file:line: key`. Shared with `webconfig`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Place {
-    pub file: String,
-    pub(crate) line: Option<u64>,
-    pub(crate) key: String,
-}
-
-impl fmt::Display for Place {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.file)?;
-        if let Some(l) = self.line {
-            write!(f, ":{l}")?;
-        }
-        if !self.key.is_empty() {
-            write!(f, ": {}", self.key)?;
-        }
-        Ok(())
-    }
-}
-
-impl Place {
-    /// The place of a serde-saphyr error in `file` (its line; the key when serde names an
-    /// unknown or missing field) and the first line of its message.
-    pub(crate) fn of_yaml_error(file: &str, e: &serde_saphyr::Error) -> (Self, String) {
-        let line = e.location().map(|l| l.line());
-        let message = e.to_string();
-        let key = message
-            .split('`')
-            .nth(1)
-            .filter(|_| message.contains("unknown field") || message.contains("missing field"))
-            .unwrap_or("")
-            .to_string();
-        let first = message.lines().next().unwrap_or("").to_string();
-        let place = Self {
-            file: file.to_string(),
-            line,
-            key,
-        };
-        (place, first)
-    }
-}
-
-/// A config error with its place: `file:line: key: message`.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{place}: {message}")]
-pub struct ConfigError {
-    pub place: Place,
-    pub(crate) message: String,
-}
-
 // ---- raw file format -------------------------------------------------------------------------
 
 #[derive(Deserialize, Default)]
@@ -253,15 +191,6 @@ struct RawProbe {
     private_addresses: Option<Spanned<bool>>,
 }
 
-#[derive(Deserialize, Default)]
-#[serde(deny_unknown_fields)]
-struct RawTarget {
-    domain: Option<String>,
-    host: Option<String>,
-    address: Option<String>,
-    port: Option<i64>,
-}
-
 /// Reads and validates a config file.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
     let file = path.display().to_string();
@@ -279,70 +208,6 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 /// The embedded default (sidecar) config.
 pub fn embedded_default() -> Result<Config, ConfigError> {
     parse(EMBEDDED_DEFAULT, "<embedded default>")
-}
-
-/// Builds [`ConfigError`]s for one file.
-struct At<'a>(&'a str);
-
-impl At<'_> {
-    fn err(&self, line: Option<u64>, key: &str, message: String) -> ConfigError {
-        ConfigError {
-            place: Place {
-                file: self.0.to_string(),
-                line,
-                key: key.to_string(),
-            },
-            message,
-        }
-    }
-
-    /// A positive duration (`30s`, `5m`), or `default` when absent.
-    fn duration(
-        &self,
-        v: &Option<Spanned<String>>,
-        key: &str,
-        default: Duration,
-    ) -> Result<Duration, ConfigError> {
-        let Some(s) = v else {
-            return Ok(default);
-        };
-        let line = Some(s.referenced.line());
-        let d = humantime::parse_duration(s.value.trim()).map_err(|e| {
-            self.err(
-                line,
-                key,
-                format!("invalid duration {:?}: {e} (use e.g. 30s, 5m)", s.value),
-            )
-        })?;
-        if d.is_zero() {
-            return Err(self.err(line, key, "must be greater than zero".into()));
-        }
-        Ok(d)
-    }
-
-    /// An integer in `range`, or `default` when absent.
-    fn count(
-        &self,
-        v: &Option<Spanned<i64>>,
-        key: &str,
-        range: std::ops::RangeInclusive<i64>,
-        default: usize,
-    ) -> Result<usize, ConfigError> {
-        match v {
-            None => Ok(default),
-            Some(c) if range.contains(&c.value) => Ok(c.value as usize),
-            Some(c) => Err(self.err(
-                Some(c.referenced.line()),
-                key,
-                format!(
-                    "{} is out of range {}..={}",
-                    c.value,
-                    range.start(),
-                    range.end()
-                ),
-            )),
-        }
-    }
 }
 
 /// Parses and validates config text; `file` names it in errors.
@@ -496,60 +361,6 @@ fn parse_probe(at: &At, raw: RawProbe) -> Result<ProbeConfig, ConfigError> {
         )?,
         private_addresses: raw.private_addresses.is_some_and(|p| p.value),
     })
-}
-
-/// The `targets:` list.
-fn parse_targets(at: &At, raw: &[Spanned<RawTarget>]) -> Result<Vec<Target>, ConfigError> {
-    if raw.len() > MAX_TARGETS {
-        return Err(at.err(
-            None,
-            "targets",
-            format!("{} targets exceed the limit of {MAX_TARGETS}", raw.len()),
-        ));
-    }
-    let mut targets: Vec<Target> = Vec::with_capacity(raw.len());
-    let mut seen = std::collections::HashSet::new();
-    for (i, t) in raw.iter().enumerate() {
-        let line = Some(t.referenced.line());
-        let key = format!("targets[{i}]");
-        let hop = target_hop(&t.value).map_err(|m| at.err(line, &key, m))?;
-        let target = Target::new(hop);
-        if !seen.insert(target.name.clone()) {
-            return Err(at.err(line, &key, format!("duplicate target {}", target.name)));
-        }
-        targets.push(target);
-    }
-    Ok(targets)
-}
-
-fn target_hop(t: &RawTarget) -> Result<NextHop, String> {
-    let port = match t.port {
-        None => DEFAULT_PORT,
-        Some(p) if (1..=65535).contains(&p) => p as u16,
-        Some(p) => return Err(format!("port {p} is out of range 1..=65535")),
-    };
-    match (&t.domain, &t.host, &t.address) {
-        (Some(d), None, None) => {
-            if t.port.is_some() {
-                return Err(
-                    "port: a domain target always uses port 25 (use host: for another port)".into(),
-                );
-            }
-            normalize_name(d)
-                .map(NextHop::Domain)
-                .map_err(|_| format!("domain: {d:?} is not a domain name"))
-        }
-        (None, Some(h), None) => normalize_name(h)
-            .map(|host| NextHop::Host { host, port })
-            .map_err(|_| format!("host: {h:?} is not a host name")),
-        (None, None, Some(a)) => a
-            .trim_start_matches('[')
-            .trim_end_matches(']')
-            .parse::<IpAddr>()
-            .map(|ip| NextHop::Address { ip, port })
-            .map_err(|_| format!("address: {a:?} is not an IP address")),
-        _ => Err("needs exactly one of domain, host or address".into()),
-    }
 }
 
 fn parse_resolver(s: &str) -> Option<SocketAddr> {
