@@ -223,6 +223,7 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
             tlsa_base: Some(mx.clone()),
             tlsa_records: served.tlsa.clone(),
             tlsa_dnssec: Some(Dnssec::Secure),
+            tlsa_timing: Default::default(),
             dane_applies: true,
             addresses: vec![AddressReport {
                 address: Some(ip),

@@ -504,6 +504,7 @@ mod tests {
                     tlsa_base: Some("mx1.example.org".into()),
                     tlsa_records: vec![],
                     tlsa_dnssec: Some(Dnssec::Bogus),
+                    tlsa_timing: Default::default(),
                     dane_applies: false,
                     addresses: vec![AddressReport {
                         address: Some("192.0.2.25".parse().unwrap()),

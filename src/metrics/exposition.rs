@@ -303,6 +303,7 @@ mod tests {
             tlsa_base: Some("mx1.big.test".into()),
             tlsa_records: checks.iter().map(|c| c.record.clone()).collect(),
             tlsa_dnssec: Some(Dnssec::Secure),
+            tlsa_timing: Default::default(),
             dane_applies: true,
             addresses: vec![AddressReport {
                 address: Some("127.0.0.1".parse().expect("literal")),

@@ -165,6 +165,7 @@ pub(crate) fn host(mx: &str, preference: u16, addresses: Vec<AddressReport>) -> 
         tlsa_base: None,
         tlsa_records: Vec::new(),
         tlsa_dnssec: None,
+        tlsa_timing: Default::default(),
         dane_applies: false,
         addresses,
         notes: Vec::new(),
@@ -249,6 +250,7 @@ fn dane_host() -> HostReport {
         tlsa_base: Some(MX1.into()),
         tlsa_records: records,
         tlsa_dnssec: Some(Dnssec::Secure),
+        tlsa_timing: Default::default(),
         dane_applies: true,
         notes: vec!["the MX RRset is insecure (test note)".into()],
         ..host(MX1, 10, vec![good, bad])

@@ -77,6 +77,20 @@ pub struct AddressReport {
     pub why: String,
 }
 
+/// When the records of a TLSA RRset were published (RFC 7671 §8.1: a new record is safe to
+/// rely on two TTLs after every authoritative server serves it).
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct TlsaTiming {
+    /// The RRset's original TTL in seconds, when known.
+    pub ttl: Option<u32>,
+    /// Per record of `tlsa_records`, same order: every address of every authoritative server
+    /// of the zone serves it; `None` when the authoritative servers were not asked.
+    pub on_every_server: Vec<Option<bool>>,
+    /// Per record of `tlsa_records`, same order: when the exporter first saw it published
+    /// (unix seconds; on every authoritative server when they were asked); `None` while not.
+    pub first_seen: Vec<Option<f64>>,
+}
+
 /// One MX host (or the single host of a host/address target).
 #[derive(Debug, Clone, Serialize)]
 pub struct HostReport {
@@ -92,6 +106,9 @@ pub struct HostReport {
     pub tlsa_records: Vec<Tlsa>,
     /// DNSSEC state of the deciding TLSA lookup.
     pub tlsa_dnssec: Option<Dnssec>,
+    /// When the records of `tlsa_records` were published: filled after the probe from the
+    /// authoritative servers and the first-seen store; empty when unknown.
+    pub tlsa_timing: TlsaTiming,
     /// DANE applies (secure address records and a secure TLSA RRset with records).
     pub dane_applies: bool,
     pub addresses: Vec<AddressReport>,

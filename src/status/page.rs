@@ -608,6 +608,7 @@ mod tests {
                 tlsa_base: Some(mx),
                 tlsa_records: vec![record],
                 tlsa_dnssec: Some(crate::model::dns::Dnssec::Secure),
+                tlsa_timing: Default::default(),
                 dane_applies: true,
                 addresses: vec![AddressReport {
                     address: Some(addr),
