@@ -7,7 +7,7 @@
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
-//! 1. target, logging
+//! 1. target, logging, shard
 //! 2. config
 //! 3. model
 //! 4. cert
@@ -29,6 +29,7 @@ pub mod metrics;
 pub mod model;
 pub mod probe;
 pub mod scheduler;
+pub mod shard;
 pub mod status;
 pub mod target;
 pub mod text;

@@ -8,6 +8,7 @@
 //! whether from SIGHUP or `POST /-/reload`), and graceful shutdown.
 //! Slots: each target gets a fixed random phase within the interval, so load spreads
 //! evenly; after (re)start every target is probed once within [`FIRST_PROBE_SPREAD`].
+//! Sharded (`--shard.*`, `shard:`), it probes only the targets of its shard (`shard`).
 //! Not here: what a probe does (`probe`), encoding (`metrics`).
 
 use std::collections::BTreeMap;
@@ -25,6 +26,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::TargetReport;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::status::{PackedText, Summary};
 use crate::text::render_text;
 
@@ -103,6 +105,8 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Context(#[from] ContextError),
+    #[error("{file}: {error}")]
+    Shard { file: String, error: ShardError },
 }
 
 struct Running {
@@ -116,6 +120,8 @@ struct Running {
 pub struct Scheduler {
     /// The config file to reload; `None` = the embedded default.
     path: Option<PathBuf>,
+    /// `--shard.*` flags: kept across reloads, they win over the file's `shard:` keys.
+    shard_flags: ShardSpec,
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     running: Mutex<Option<Running>>,
@@ -127,8 +133,18 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(path: Option<PathBuf>, stats: Arc<ExporterMetrics>) -> Arc<Self> {
+        Self::with_shard_flags(path, stats, ShardSpec::default())
+    }
+
+    /// As [`Scheduler::new`], with the `--shard.*` flags.
+    pub fn with_shard_flags(
+        path: Option<PathBuf>,
+        stats: Arc<ExporterMetrics>,
+        shard_flags: ShardSpec,
+    ) -> Arc<Self> {
         Arc::new(Self {
             path,
+            shard_flags,
             store: Arc::new(Store::default()),
             stats,
             running: Mutex::new(None),
@@ -172,8 +188,14 @@ impl Scheduler {
                 info!(source = %cfg.source, "configuration unchanged");
                 return Ok(());
             }
+            let shard = cfg
+                .shard_with(&self.shard_flags)
+                .map_err(|error| ReloadError::Shard {
+                    file: cfg.source.clone(),
+                    error,
+                })?;
             let ctx = ProbeContext::new(&cfg)?;
-            self.start(cfg, ctx);
+            self.start(cfg, ctx, shard);
             Ok(())
         });
         match &result {
@@ -194,15 +216,16 @@ impl Scheduler {
         result
     }
 
-    fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext) {
+    fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext, shard: Option<Shard>) {
         let cfg = Arc::new(cfg);
         let ctx = Arc::new(ctx);
         let (stop, stop_rx) = watch::channel(false);
         let sem = Arc::new(Semaphore::new(cfg.concurrency));
-        let mut tasks = Vec::with_capacity(cfg.targets.len() + 1);
+        let owned: Vec<&config::Target> = cfg.scheduled_targets(shard).collect();
+        let mut tasks = Vec::with_capacity(owned.len() + 1);
         {
             let mut rng = rand::rng();
-            for t in &cfg.targets {
+            for &t in &owned {
                 let first = first_delay(cfg.interval, rng.random::<f64>());
                 let phase = cfg.interval.mul_f64(rng.random::<f64>());
                 tasks.push(tokio::spawn(target_loop(
@@ -220,8 +243,7 @@ impl Scheduler {
         }
         // Ask the resolver only when some target needs DNS: an address-only config (the
         // sidecar default) must send no query at all.
-        if cfg
-            .targets
+        if owned
             .iter()
             .any(|t| !matches!(t.hop, crate::target::NextHop::Address { .. }))
         {
@@ -235,11 +257,12 @@ impl Scheduler {
             self.stats.resolver_validating.set(None);
         }
         let names: std::collections::HashSet<String> =
-            cfg.targets.iter().map(|t| t.name.clone()).collect();
+            owned.iter().map(|t| t.name.clone()).collect();
         self.store.retain(|t| names.contains(t));
-        self.stats.targets.set(cfg.targets.len() as i64);
+        self.stats.targets.set(owned.len() as i64);
+        self.stats.shard.set(shard, cfg.targets.len());
         self.stats.target_info.clear();
-        for t in &cfg.targets {
+        for t in &owned {
             self.stats
                 .target_info
                 .get_or_create(&[
@@ -248,11 +271,15 @@ impl Scheduler {
                 ])
                 .set(1);
         }
-        info!(source = %cfg.source, targets = cfg.targets.len(), interval = ?cfg.interval,
+        let shard_index = shard.map(|s| s.index());
+        let shard_count = shard.map(|s| s.count());
+        info!(source = %cfg.source, targets = owned.len(), configured = cfg.targets.len(),
+              shard_index = ?shard_index, shard_count = ?shard_count, interval = ?cfg.interval,
               validation = ?cfg.dns.validation, resolver = %cfg.dns.resolver, "configuration loaded");
         if cfg.trusts_remote_ad_bit() {
             warn!(resolver = %cfg.dns.resolver, "{REMOTE_AD_WARNING}");
         }
+        drop(owned);
         let old = self.running().replace(Running {
             config: cfg,
             ctx,

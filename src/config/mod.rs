@@ -6,6 +6,7 @@
 //! Not here: acting on the config (`scheduler`), next-hop syntax (`target`).
 
 mod errors;
+mod shard;
 mod targets;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,6 +16,7 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::target::{normalize_name, AllowEntry, NextHop};
 use errors::At;
 pub use errors::{ConfigError, Place};
@@ -78,6 +80,8 @@ pub struct Config {
     pub(crate) helo_name: String,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) probe: ProbeConfig,
+    /// The `shard:` keys (the `--shard.*` flags win over them: [`Config::shard_with`]).
+    pub shard: ShardSpec,
     pub targets: Vec<Target>,
 }
 
@@ -140,6 +144,18 @@ impl Config {
         }
     }
 
+    /// The shard of this replica: `flags` over the `shard:` keys; `None` = no sharding.
+    pub fn shard_with(&self, flags: &ShardSpec) -> Result<Option<Shard>, ShardError> {
+        flags.over(&self.shard).resolve()
+    }
+
+    /// The targets the scheduler probes: those `shard` owns (README, "Scaling out"), all of
+    /// them without one. `/probe` still serves every configured target.
+    pub fn scheduled_targets(&self, shard: Option<Shard>) -> impl Iterator<Item = &Target> {
+        let shard = shard.unwrap_or(Shard::ALL);
+        self.targets.iter().filter(move |t| shard.owns(&t.name))
+    }
+
     /// May `/probe` probe this next hop at all? See [`Config::probe_access`].
     pub fn probe_allowed(&self, hop: &NextHop) -> bool {
         self.probe_access(hop).is_some()
@@ -158,6 +174,7 @@ struct RawConfig {
     smtp: Option<RawSmtp>,
     pkix: Option<RawPkix>,
     probe: Option<RawProbe>,
+    shard: Option<shard::RawShard>,
     #[serde(default)]
     targets: Vec<Spanned<RawTarget>>,
 }
@@ -258,6 +275,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         helo_name: parse_smtp(&at, raw.smtp.unwrap_or_default())?,
         ca_file: parse_pkix(&at, raw.pkix.unwrap_or_default())?,
         probe: parse_probe(&at, raw.probe.unwrap_or_default())?,
+        shard: shard::parse_shard(&at, raw.shard.unwrap_or_default())?,
         targets: parse_targets(&at, &raw.targets)?,
     })
 }
