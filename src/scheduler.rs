@@ -589,4 +589,103 @@ mod tests {
         s.shutdown(Duration::from_secs(1)).await;
         assert!(s.current().is_none(), "shutdown took the running config");
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_replica_schedules_its_hashmod_share_and_keeps_the_shard_on_reload() {
+        use crate::shard::{hashmod, Setting};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        write_config(&path, 12, 0);
+        let flag = |value, from: &str| {
+            Some(Setting {
+                value,
+                from: from.into(),
+            })
+        };
+        let flags = ShardSpec {
+            count: flag(2, "--shard.count=2"),
+            index: flag(1, "--shard.index=mailtls-1"),
+        };
+        let stats = Arc::new(ExporterMetrics::default());
+        let s = Scheduler::with_shard_flags(Some(path.clone()), stats.clone(), flags);
+        for (round, n) in [(0, 12), (1, 9)] {
+            if round > 0 {
+                write_config(&path, n, round);
+                let s2 = s.clone();
+                tokio::task::spawn_blocking(move || s2.reload())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            } else {
+                s.reload().unwrap();
+            }
+            let (cfg, _) = s.current().unwrap();
+            assert_eq!(cfg.targets.len(), n);
+            let mut want: Vec<String> = cfg
+                .targets
+                .iter()
+                .map(|t| t.name.clone())
+                .filter(|t| hashmod(t, 2) == 1)
+                .collect();
+            want.sort();
+            assert!(!want.is_empty() && want.len() < n, "{want:?}");
+            let (count, names) = target_series(&stats);
+            assert_eq!((count, &names), (want.len() as i64, &want), "round {round}");
+            let mut text = String::new();
+            encode(&mut text, &stats.registry()).unwrap();
+            assert!(
+                text.contains("mailtls_exporter_shard_info{index=\"1\",count=\"2\"} 1"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("mailtls_config_targets {n}\n")),
+                "{text}"
+            );
+        }
+        // A file whose shard keys contradict the flags' count: the flags win; an index the
+        // file's own count cannot hold is rejected and the running shard stays.
+        std::fs::write(
+            &path,
+            "shard:\n  count: 5\n  index: 4\ntargets:\n  - address: 127.26.9.1\n",
+        )
+        .unwrap();
+        let s2 = s.clone();
+        let e = tokio::task::spawn_blocking(move || s2.reload())
+            .await
+            .unwrap();
+        assert!(e.is_ok(), "{e:?}");
+        let (cfg, _) = s.current().unwrap();
+        assert_eq!(
+            cfg.shard_with(&s.shard_flags)
+                .unwrap()
+                .map(|s| (s.index(), s.count())),
+            Some((1, 2))
+        );
+        let lone = Scheduler::new(Some(path.clone()), Arc::new(ExporterMetrics::default()));
+        // Without flags the file's shard (4 of 5) is used as it is.
+        lone.reload().unwrap();
+        std::fs::write(&path, "shard:\n  count: 2\n  index: 2\n").unwrap();
+        let l2 = lone.clone();
+        let e = tokio::task::spawn_blocking(move || l2.reload())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: shard index 2 ({}:3: shard.index) is out of range for shard count 2 ({}:2: shard.count): it must be 0..=1", path.display(), path.display(), path.display())
+        );
+        assert_eq!(
+            lone.current()
+                .unwrap()
+                .0
+                .shard
+                .count
+                .as_ref()
+                .unwrap()
+                .value,
+            5
+        );
+        s.shutdown(Duration::from_secs(1)).await;
+        lone.shutdown(Duration::from_secs(1)).await;
+    }
 }
