@@ -11,7 +11,11 @@
 //!   each target is listed (`mailtls_target_info`) and probed (`mailtls_probe_success`) by
 //!   exactly one replica, the one Prometheus' own relabelling chose for it in (a); the replicas'
 //!   lists are disjoint and cover the list; the shard metrics say so; and `/probe` of a target
-//!   owned by the other replica still answers.
+//!   owned by the other replica still answers;
+//! - (c) `grafana/mailtls.json` sums across replicas: with a third, unsharded replica reporting
+//!   every target again (as two replicas may briefly during a change of the shard count), every
+//!   per-target panel query shows each target, MX host, address... once, with the same
+//!   label sets and counts as over the sharded pair alone.
 //!
 //! The `/probe` pair validates upstream (the lab's validating Unbound), the scheduled pair
 //! locally (the non-validating one): the scheduled probes then leave the first Unbound's cache,
@@ -94,6 +98,11 @@ fn hashmod_routes_probe_targets_and_shards_split_the_scheduled_list_alike() -> R
             &["--shard.index=mailtls-1"],
         )?,
     ];
+    // (c) an unsharded replica over the same list: the flags (count 1) win over shard.count.
+    let overlap = common::Daemon::start(
+        &common::write(dir.path(), "overlap.yml", &sched_cfg)?,
+        &["--shard.count=1", "--shard.index=0"],
+    )?;
     let probe_addrs = [probe[0].addr, probe[1].addr];
     let sched_addrs = [sched[0].addr, sched[1].addr];
 
@@ -102,17 +111,19 @@ fn hashmod_routes_probe_targets_and_shards_split_the_scheduled_list_alike() -> R
     let prom_config = prom_dir.join("prometheus.yml");
     std::fs::write(
         &prom_config,
-        serde_json::to_string_pretty(&prometheus_config(probe_addrs, sched_addrs)?)?,
+        serde_json::to_string_pretty(&prometheus_config(probe_addrs, sched_addrs, overlap.addr)?)?,
     )?;
     let prometheus = Prometheus::start(&prom_dir, &prom_config, deadline)?;
 
     let result = check_probe_pattern(&prometheus.api, &probe, deadline)
-        .and_then(|routes| check_scheduled_shards(&prometheus.api, &sched, &routes, deadline));
+        .and_then(|routes| check_scheduled_shards(&prometheus.api, &sched, &routes, deadline))
+        .and_then(|()| check_dashboard_sums_replicas(&prometheus.api, deadline));
     println!("sharding: {:.1?} in all", started.elapsed());
     if let Err(e) = result {
         let logs: Vec<String> = probe
             .iter()
             .chain(&sched)
+            .chain([&overlap])
             .map(|d| format!("--- exporter {} ---\n{}", d.addr, tail(&d.log_text(), 15)))
             .collect();
         bail!(
@@ -344,6 +355,109 @@ fn check_scheduled_shards(
 }
 
 // ---------------------------------------------------------------------------------------------
+// (c) the dashboard across replicas
+
+/// The job of the unsharded replica that reports every target a second time.
+const OVERLAP_JOB: &str = "mailtls_overlap";
+
+/// Grafana variables in the dashboard's queries and what the test puts in their place.
+const VARIABLES: &[(&str, &str)] = &[("$__rate_interval", "1m"), ("$target", ".*"), ("$mx", ".*")];
+
+fn check_dashboard_sums_replicas(api: &PromApi, deadline: Instant) -> Result<()> {
+    wait_for(deadline, "the overlapping replica's probes", || {
+        let s = api.query(&format!("mailtls_probe_success{{job=\"{OVERLAP_JOB}\"}}"))?;
+        Ok((s.len() == TARGETS.len()).then_some(()))
+    })?;
+    let exprs = dashboard_exprs()?;
+    let mut checked = 0;
+    for expr in &exprs {
+        // Per-target panels select `{target=~"$target"...}`; the others are per exporter
+        // (build info, scrape health, the resolver) or sums over all (probe rates).
+        if !expr.contains("{target=~\"$target\"") {
+            continue;
+        }
+        let mut all = expr.clone();
+        for (var, value) in VARIABLES {
+            all = all.replace(var, value);
+        }
+        let sharded = all.replace("{target=~", "{job=\"mailtls\", target=~");
+        let with_overlap = api.query(&all)?;
+        let alone = api.query(&sharded)?;
+        ensure!(
+            !alone.is_empty(),
+            "{expr}: no data over the sharded replicas"
+        );
+        let keys = |samples: &[Value]| -> Vec<String> {
+            let mut k: Vec<String> = samples.iter().map(series_key).collect();
+            k.sort();
+            k
+        };
+        let (mut a, b) = (keys(&with_overlap), keys(&alone));
+        let n = a.len();
+        a.dedup();
+        ensure!(
+            a.len() == n,
+            "{expr}: a series appears once per replica (instance or job not aggregated away)"
+        );
+        ensure!(
+            a == b,
+            "{expr}: {a:?} with the overlapping replica, {b:?} without"
+        );
+        if expr.starts_with("count") {
+            let v = |s: &[Value]| s.first().map(sample_value);
+            ensure!(
+                v(&with_overlap) == v(&alone),
+                "{expr}: {:?} with the overlapping replica, {:?} without: counted twice",
+                v(&with_overlap),
+                v(&alone)
+            );
+        }
+        checked += 1;
+    }
+    ensure!(
+        checked >= 20,
+        "only {checked} per-target dashboard queries found"
+    );
+    println!(
+        "sharding: {checked} per-target dashboard queries count every target once across replicas"
+    );
+    Ok(())
+}
+
+/// A sample's labels without the scrape's own (`instance`, `job`): what a panel shows.
+fn series_key(sample: &Value) -> String {
+    let mut labels: Vec<String> = sample["metric"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .filter(|(k, _)| *k != "instance" && *k != "job")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
+    labels.sort();
+    labels.join(",")
+}
+
+/// Every panel query of `grafana/mailtls.json` (rows' nested panels included).
+fn dashboard_exprs() -> Result<Vec<String>> {
+    let path = common::repo().join("grafana/mailtls.json");
+    let dash: Value = serde_json::from_str(&std::fs::read_to_string(&path)?)
+        .with_context(|| format!("parsing {}", path.display()))?;
+    fn walk(v: &Value, out: &mut Vec<String>) {
+        for p in v["panels"].as_array().into_iter().flatten() {
+            for t in p["targets"].as_array().into_iter().flatten() {
+                if let Some(e) = t["expr"].as_str() {
+                    out.push(e.to_string());
+                }
+            }
+            walk(p, out);
+        }
+    }
+    let mut out = Vec::new();
+    walk(&dash, &mut out);
+    Ok(out)
+}
+
+// ---------------------------------------------------------------------------------------------
 // Prometheus
 
 trait Each {
@@ -388,13 +502,23 @@ fn deploy_job(file: &str, name: &str, to: [SocketAddr; 2]) -> Result<Value> {
     Ok(job)
 }
 
-fn prometheus_config(probe: [SocketAddr; 2], sched: [SocketAddr; 2]) -> Result<Value> {
+/// Jobs `mailtls_probe` and `mailtls` of the deploy examples, and `mailtls_overlap` (the
+/// unsharded replica of (c)).
+fn prometheus_config(
+    probe: [SocketAddr; 2],
+    sched: [SocketAddr; 2],
+    overlap: SocketAddr,
+) -> Result<Value> {
     let mut probe_job = deploy_job("probe-sharded.yml", "mailtls_probe", probe)?;
     probe_job["static_configs"] = json!([{ "targets": TARGETS }]);
     let sched_job = deploy_job("scheduled-sharded.yml", "mailtls", sched)?;
+    let overlap_job = json!({
+        "job_name": OVERLAP_JOB,
+        "static_configs": [{ "targets": [overlap.to_string()] }],
+    });
     Ok(json!({
         "global": { "scrape_interval": INTERVAL, "scrape_timeout": INTERVAL },
-        "scrape_configs": [probe_job, sched_job],
+        "scrape_configs": [probe_job, sched_job, overlap_job],
     }))
 }
 
