@@ -659,3 +659,50 @@ fn tail(text: &str, n: usize) -> String {
     let lines: Vec<&str> = text.lines().collect();
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
+
+/// Bad shard settings stop the daemon at start (exit 2) and fail `check-config`, naming where
+/// each value came from; no lab needed.
+#[test]
+fn bad_shard_settings_are_start_up_errors_naming_their_source() -> Result<()> {
+    let dir = common::tempdir()?;
+    let cfg = common::write(
+        dir.path(),
+        "c.yml",
+        "interval: 1m\nshard:\n  count: 2\ntargets:\n  - address: 127.26.7.1\n    port: 9\n",
+    )?;
+    let file = format!("--config.file={}", cfg.display());
+    let listen = format!("--web.listen-address=127.0.0.1:{}", common::free_port()?);
+    let (code, err) = common::run_exporter_until_exit(
+        &[&file, &listen, "--shard.index=mailtls-2"],
+        Duration::from_secs(10),
+    )?;
+    ensure!(code == Some(2), "daemon exit {code:?}: {err}");
+    ensure!(
+        err.contains("shard index 2 (--shard.index=mailtls-2) is out of range for shard count 2")
+            && err.contains("c.yml:3: shard.count): it must be 0..=1"),
+        "{err}"
+    );
+    let (code, _, err) = common::run_exporter(&["check-config", &file])?;
+    ensure!(
+        code == 2 && err.contains("needs this replica's shard index"),
+        "{code}: {err}"
+    );
+    let (code, out, err) =
+        common::run_exporter(&["check-config", &file, "--shard.index=mailtls-1"])?;
+    ensure!(
+        code == 0 && out.contains("in shard 1 of 2"),
+        "{code}: {out}{err}"
+    );
+    for bad in [
+        "--shard.index=mailtls",
+        "--shard.index=-1",
+        "--shard.count=0",
+    ] {
+        let (code, _, err) = common::run_exporter(&["check-config", &file, bad])?;
+        ensure!(
+            code == 2 && err.contains("invalid value"),
+            "{bad}: {code}: {err}"
+        );
+    }
+    Ok(())
+}
