@@ -337,15 +337,17 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The status page (`status::render_page`) over the configured targets and their last
-/// stored summaries, with a strict Content-Security-Policy.
+/// The status page (`status::render_page`) over the targets this replica schedules (its shard
+/// of the configured ones) and their last stored summaries, with a strict
+/// Content-Security-Policy.
 fn status_page(app: &App, req: &Request<Incoming>) -> Resp {
     let query = status::PageQuery::from_params(&query_params(req.uri().query().unwrap_or("")));
     let cfg = app.scheduler.current().map(|(c, _)| c);
+    let shard = app.scheduler.shard();
     let store = app.scheduler.store();
     let entries: Vec<status::Entry<'_>> = cfg
         .iter()
-        .flat_map(|c| c.targets.iter())
+        .flat_map(|c| c.scheduled_targets(shard))
         .map(|t| status::Entry {
             target: &t.name,
             summary: store.get(&t.name).map(|s| s.page.clone()),

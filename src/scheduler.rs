@@ -112,6 +112,8 @@ pub enum ReloadError {
 struct Running {
     config: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    /// This replica's shard of `config.targets` (`None`: all of them).
+    shard: Option<Shard>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
@@ -165,6 +167,11 @@ impl Scheduler {
         self.running()
             .as_ref()
             .map(|r| (r.config.clone(), r.ctx.clone()))
+    }
+
+    /// The shard in force (`None`: every configured target is scheduled here).
+    pub(crate) fn shard(&self) -> Option<Shard> {
+        self.running().as_ref().and_then(|r| r.shard)
     }
 
     fn load(&self) -> Result<Config, ConfigError> {
@@ -283,6 +290,7 @@ impl Scheduler {
         let old = self.running().replace(Running {
             config: cfg,
             ctx,
+            shard,
             tasks,
             stop,
         });

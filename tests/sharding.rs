@@ -339,6 +339,23 @@ fn check_scheduled_shards(
         "sum(mailtls_targets) is not the configured {}: {sum:?}",
         TARGETS.len()
     );
+    // The status page lists the replica's own targets only.
+    for (k, d) in replicas.iter().enumerate() {
+        let page = d.get("/")?;
+        ensure!(
+            page.status == 200,
+            "status page of replica {k}: {}",
+            page.status
+        );
+        for t in TARGETS.iter().filter(|t| t.ends_with(".dane.test")) {
+            ensure!(
+                page.body.contains(*t) == (routes[*t] == k),
+                "status page of replica {k} lists {t}: {}, but it is in shard {}",
+                page.body.contains(*t),
+                routes[*t]
+            );
+        }
+    }
     // /probe ignores the shard: replica 0 probes a target of replica 1 on request.
     let other = TARGETS
         .iter()
