@@ -2,6 +2,8 @@
 //! and the real lab (Knot, Unbound, Postfix on 127.x; `tests/lab/`).
 //!
 //! What it proves:
+//! - [`hashmod`] is Prometheus' `hashmod`: for 100 names and moduli 3, 7 and 1000, the label
+//!   Prometheus' own relabelling computes (read back from `/api/v1/targets`) equals it;
 //! - (a) the `/probe` pattern of `deploy/prometheus/probe-sharded.yml`: Prometheus' `hashmod`
 //!   relabelling sends each next hop to one replica, the replica [`hashmod`] names (so the
 //!   exporter's rule is Prometheus' rule), the same one in two scrape rounds; and each replica's
@@ -115,7 +117,8 @@ fn hashmod_routes_probe_targets_and_shards_split_the_scheduled_list_alike() -> R
     )?;
     let prometheus = Prometheus::start(&prom_dir, &prom_config, deadline)?;
 
-    let result = check_probe_pattern(&prometheus.api, &probe, deadline)
+    let result = check_hashmod_reference(&prometheus.api, deadline)
+        .and_then(|()| check_probe_pattern(&prometheus.api, &probe, deadline))
         .and_then(|routes| check_scheduled_shards(&prometheus.api, &sched, &routes, deadline))
         .and_then(|()| check_dashboard_sums_replicas(&prometheus.api, deadline));
     println!("sharding: {:.1?} in all", started.elapsed());
@@ -144,6 +147,78 @@ fn config_entry(t: &str) -> String {
         Some(inner) => format!("  - host: {inner}\n"),
         None => format!("  - domain: {t}\n"),
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// hashmod against Prometheus' own
+
+/// Moduli of the reference jobs.
+const REFERENCE_MODULI: [u64; 3] = [3, 7, 1000];
+
+/// Names of the reference jobs' targets: every kind of next hop.
+fn reference_names() -> Vec<String> {
+    (0..100)
+        .map(|i| match i % 4 {
+            0 => format!("d{i}.example.org"),
+            1 => format!("[mx{i}.example.net]"),
+            2 => format!("[192.0.2.{i}]"),
+            _ => format!("[mx{i}.example.com]:587"),
+        })
+        .collect()
+}
+
+/// A job that only relabels: one target per name (label `target`), `shard` = Prometheus'
+/// hashmod of it. Never scraped within the test (1 h interval); its address is a closed
+/// loopback port all the same.
+fn reference_job(modulus: u64) -> Value {
+    let groups: Vec<Value> = reference_names()
+        .into_iter()
+        .map(|n| json!({ "targets": ["127.0.0.1:1"], "labels": { "target": n } }))
+        .collect();
+    json!({
+        "job_name": format!("hashmod_{modulus}"),
+        "scrape_interval": "1h",
+        "static_configs": groups,
+        "relabel_configs": [
+            { "source_labels": ["target"], "modulus": modulus, "action": "hashmod", "target_label": "shard" },
+        ],
+    })
+}
+
+fn check_hashmod_reference(api: &PromApi, deadline: Instant) -> Result<()> {
+    let names = reference_names();
+    let want = names.len() * REFERENCE_MODULI.len();
+    let targets = wait_for(deadline, "the hashmod reference targets", || {
+        let data = api.get("/api/v1/targets", &[("state", "active")])?;
+        let refs: Vec<Value> = data["activeTargets"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|t| {
+                t["labels"]["job"]
+                    .as_str()
+                    .is_some_and(|j| j.starts_with("hashmod_"))
+            })
+            .cloned()
+            .collect();
+        Ok((refs.len() == want).then_some(refs))
+    })?;
+    for t in &targets {
+        let l = &t["labels"];
+        let (job, name) = (
+            l["job"].as_str().unwrap_or(""),
+            l["target"].as_str().unwrap_or(""),
+        );
+        let modulus: u64 = job.trim_start_matches("hashmod_").parse()?;
+        let prometheus: u64 = l["shard"].as_str().unwrap_or("").parse()?;
+        ensure!(
+            hashmod(name, modulus) == prometheus,
+            "hashmod({name:?}, {modulus}): Prometheus says {prometheus}, the exporter {}",
+            hashmod(name, modulus)
+        );
+    }
+    println!("sharding: hashmod agrees with Prometheus on {want} (name, modulus) pairs");
+    Ok(())
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -533,9 +608,11 @@ fn prometheus_config(
         "job_name": OVERLAP_JOB,
         "static_configs": [{ "targets": [overlap.to_string()] }],
     });
+    let mut jobs = vec![probe_job, sched_job, overlap_job];
+    jobs.extend(REFERENCE_MODULI.iter().map(|m| reference_job(*m)));
     Ok(json!({
         "global": { "scrape_interval": INTERVAL, "scrape_timeout": INTERVAL },
-        "scrape_configs": [probe_job, sched_job, overlap_job],
+        "scrape_configs": jobs,
     }))
 }
 
