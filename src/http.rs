@@ -281,6 +281,16 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    // First-seen times and staged entries (README, "Rolling over certificates and keys").
+    let r = match app.scheduler.rollover() {
+        Some(rollover) => {
+            let mut report = Arc::unwrap_or_clone(r);
+            let staged = cfg.targets.iter().find(|t| t.hop == hop);
+            rollover.apply(staged.map_or(&[][..], |t| &t.staged), &mut report);
+            Arc::new(report)
+        }
+        None => r,
+    };
     if debug_out {
         return metric_response(
             req.headers(),

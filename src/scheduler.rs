@@ -25,6 +25,7 @@ use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::TargetReport;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::rollover::Rollover;
 use crate::status::{PackedText, Summary};
 use crate::text::render_text;
 
@@ -108,6 +109,8 @@ pub enum ReloadError {
 struct Running {
     config: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    /// First-seen store and staged files; kept across reloads while `state_file` stays.
+    rollover: Arc<Rollover>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
@@ -149,6 +152,11 @@ impl Scheduler {
         self.running()
             .as_ref()
             .map(|r| (r.config.clone(), r.ctx.clone()))
+    }
+
+    /// The rollover store of the current config (for `/probe`).
+    pub(crate) fn rollover(&self) -> Option<Arc<Rollover>> {
+        self.running().as_ref().map(|r| r.rollover.clone())
     }
 
     fn load(&self) -> Result<Config, ConfigError> {
@@ -197,6 +205,10 @@ impl Scheduler {
     fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext) {
         let cfg = Arc::new(cfg);
         let ctx = Arc::new(ctx);
+        let rollover = match self.rollover() {
+            Some(r) if r.state_file() == cfg.state_file.as_deref() => r,
+            _ => Arc::new(Rollover::open(cfg.state_file.as_deref(), true)),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let sem = Arc::new(Semaphore::new(cfg.concurrency));
         let mut tasks = Vec::with_capacity(cfg.targets.len() + 1);
@@ -209,6 +221,7 @@ impl Scheduler {
                     t.clone(),
                     cfg.clone(),
                     ctx.clone(),
+                    rollover.clone(),
                     self.store.clone(),
                     self.stats.clone(),
                     sem.clone(),
@@ -256,6 +269,7 @@ impl Scheduler {
         let old = self.running().replace(Running {
             config: cfg,
             ctx,
+            rollover,
             tasks,
             stop,
         });
@@ -303,6 +317,7 @@ async fn target_loop(
     target: config::Target,
     cfg: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    rollover: Arc<Rollover>,
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     sem: Arc<Semaphore>,
@@ -334,6 +349,8 @@ async fn target_loop(
         ))
         .await;
         drop(permit);
+        let mut report = report;
+        rollover.apply(&target.staged, &mut report);
         stats.count_probe(report.success);
         let report = Arc::new(report);
         let stored = Arc::new(Stored::new(&report));

@@ -78,6 +78,7 @@ pub(crate) fn answer(
         sig_expiry: signed.then_some(SIG_EXPIRY),
         reason: None,
         ttl: 300,
+        original_ttl: None,
     })
 }
 
@@ -189,6 +190,7 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         lookups: Vec::new(),
         error: None,
         success: false,
+        staged: Vec::new(),
     }
 }
 
