@@ -12,9 +12,17 @@ use std::fmt::Write as _;
 use crate::model::report::{DaneStatus, HostReport, TargetReport};
 use crate::model::staged::{StagedHost, StagedReport};
 
-/// `2026-11-29 01:02:03Z`.
+/// `2026-11-29 01:02:03Z`, to the second below (`when`) or above (`from`).
 fn when(ts: f64) -> String {
-    time::OffsetDateTime::from_unix_timestamp(ts.ceil() as i64)
+    stamp(ts.floor() as i64)
+}
+
+fn from(ts: f64) -> String {
+    stamp(ts.ceil() as i64)
+}
+
+fn stamp(ts: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp(ts)
         .map(|t| {
             format!(
                 "{:04}-{:02}-{:02} {:02}:{:02}:{:02}Z",
@@ -26,7 +34,7 @@ fn when(ts: f64) -> String {
                 t.second()
             )
         })
-        .unwrap_or_else(|_| format!("{ts:.0}"))
+        .unwrap_or_else(|_| ts.to_string())
 }
 
 /// `in 3h 20m` / `in 8s`.
@@ -113,13 +121,13 @@ fn render_host(out: &mut String, host: Option<&HostReport>, sh: &StagedHost, now
     if sh.dane == DaneStatus::Verified {
         match sh.deploy_safe {
             Some(t) if t <= now => {
-                let _ = writeln!(out, "        safe to deploy from {} (now)", when(t));
+                let _ = writeln!(out, "        safe to deploy from {} (now)", from(t));
             }
             Some(t) => {
                 let _ = writeln!(
                     out,
                     "        safe to deploy from {} ({}; first seen + 2 x TTL, RFC 7671 §8.1): not yet",
-                    when(t),
+                    from(t),
                     in_time(t - now)
                 );
             }
