@@ -81,7 +81,10 @@ const BUILTIN_VARIABLES: &[(&str, &str)] = &[
 const KNOWN_EMPTY_PANEL_QUERIES: &[(&str, &str)] = &[
     ("mailtls_staged_dane_status", STAGED_WHY),
     ("mailtls_staged_deploy_safe_timestamp_seconds", STAGED_WHY),
-    ("mailtls_staged_cert_not_after_timestamp_seconds", STAGED_WHY),
+    (
+        "mailtls_staged_cert_not_after_timestamp_seconds",
+        STAGED_WHY,
+    ),
 ];
 
 /// Why the staged families are absent here.
@@ -95,7 +98,10 @@ const LISTED_BUT_ABSENT_METRICS: &[(&str, &str)] = &[
     ("mailtls_staged_tlsa_record_match", STAGED_WHY),
     ("mailtls_staged_dane_status", STAGED_WHY),
     ("mailtls_staged_deploy_safe_timestamp_seconds", STAGED_WHY),
-    ("mailtls_staged_cert_not_after_timestamp_seconds", STAGED_WHY),
+    (
+        "mailtls_staged_cert_not_after_timestamp_seconds",
+        STAGED_WHY,
+    ),
     ("mailtls_staged_file_error_info", STAGED_WHY),
 ];
 

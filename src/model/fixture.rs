@@ -14,8 +14,8 @@ use std::sync::Arc;
 use crate::model::cert::CertFacts;
 use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport, TlsaTiming};
-use crate::model::staged::{StagedFileError, StagedHost, StagedReport};
 use crate::model::smtp::{ProbeError, Reply, SmtpReport, TlsFacts};
+use crate::model::staged::{StagedFileError, StagedHost, StagedReport};
 use crate::model::tlsa::{RecordCheck, RecordDetail, Tlsa, Unusable};
 
 pub(crate) const TARGET: &str = "example.test";
