@@ -35,6 +35,7 @@ use crate::admission::{self, Admission, Outcome};
 use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
 use crate::status::{self, WebPrefix};
@@ -281,21 +282,26 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    // First-seen times and staged entries (README, "Rolling over certificates and keys").
-    let r = match app.scheduler.rollover() {
-        Some(rollover) => {
+    // First-seen times and staged entries (README, "Rolling over certificates and keys"),
+    // for configured targets only: a `probe.allow` target never enters the state file.
+    let configured = cfg.targets.iter().find(|t| t.hop == hop);
+    let r = match (app.scheduler.rollover(), configured) {
+        (Some(rollover), Some(t)) => {
             let mut report = Arc::unwrap_or_clone(r);
-            let staged = cfg.targets.iter().find(|t| t.hop == hop);
-            rollover.apply(staged.map_or(&[][..], |t| &t.staged), &mut report);
+            rollover.apply(&t.staged, &mut report);
             Arc::new(report)
         }
-        None => r,
+        _ => r,
     };
     if debug_out {
         return metric_response(
             req.headers(),
             "text/plain; charset=utf-8",
-            render_text(&r, true),
+            format!(
+                "{}{}",
+                render_text(&r, true),
+                render_staged(&r, unix_now() as f64)
+            ),
         )
         .await;
     }

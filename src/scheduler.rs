@@ -24,6 +24,7 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
 use crate::rollover::Rollover;
 use crate::status::{PackedText, Summary};
@@ -46,7 +47,8 @@ pub(crate) struct Stored {
     pub(crate) encoded: Arc<EncodedReport>,
     /// What the status page shows.
     pub(crate) page: Arc<Summary>,
-    /// `render_text(report, false)`, deflated: the status page's text view.
+    /// `render_text(report, false)` and the rollover planner, deflated: the status page's
+    /// text view.
     pub(crate) text: PackedText,
 }
 
@@ -57,7 +59,11 @@ impl Stored {
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
             page: Arc::new(Summary::of(report)),
-            text: PackedText::new(&render_text(report, false)),
+            text: PackedText::new(&format!(
+                "{}{}",
+                render_text(report, false),
+                render_staged(report, report.timestamp)
+            )),
         }
     }
 }

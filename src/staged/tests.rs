@@ -321,3 +321,35 @@ fn dns_decides_first_and_mx_binding_selects_hosts() {
     assert_eq!(only(&r, &m).dane, DaneStatus::None);
     assert!(judge(&r, &m, |mx| mx == "mx2.example.test", now()).is_empty());
 }
+
+mod properties {
+    use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Arbitrary file content never panics; whatever it is, a `PRIVATE KEY` block in it
+        /// refuses the file.
+        #[test]
+        fn any_file_content_is_material_or_a_reason(
+            body in proptest::collection::vec(any::<u8>(), 0..600),
+            label in proptest::sample::select(vec!["CERTIFICATE", "PUBLIC KEY", "PRIVATE KEY", "EC PRIVATE KEY", "X509 CRL"]),
+        ) {
+            let text = format!(
+                "-----BEGIN {label}-----\n{}\n-----END {label}-----\n",
+                String::from_utf8_lossy(&body)
+            );
+            for kind in [StagedKind::Chain, StagedKind::PublicKey] {
+                for input in [&body[..], text.as_bytes()] {
+                    match Material::from_pem(kind, input) {
+                        Ok(m) => prop_assert!(!m.spki.is_empty()),
+                        Err(e) => prop_assert!(!e.reason.is_empty()),
+                    }
+                }
+                if label.contains("PRIVATE") {
+                    let e = Material::from_pem(kind, text.as_bytes()).unwrap_err();
+                    prop_assert_eq!(e.reason, "private_key");
+                }
+            }
+        }
+    }
+}
