@@ -282,17 +282,8 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
-    // First-seen times and staged entries (README, "Rolling over certificates and keys"),
-    // for configured targets only: a `probe.allow` target never enters the state file.
-    let configured = cfg.targets.iter().find(|t| t.hop == hop);
-    let r = match (app.scheduler.rollover(), configured) {
-        (Some(rollover), Some(t)) => {
-            let mut report = Arc::unwrap_or_clone(r);
-            rollover.apply(&t.staged, &mut report);
-            Arc::new(report)
-        }
-        _ => r,
-    };
+    // First-seen times and staged entries (README, "Rolling over certificates and keys").
+    let r = crate::rollover::apply_to_probe(app.scheduler.rollover(), &cfg, &hop, r);
     if debug_out {
         return metric_response(
             req.headers(),

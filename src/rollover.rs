@@ -24,11 +24,12 @@ use rustls_pki_types::UnixTime;
 use serde::{Deserialize, Serialize};
 use tracing::{debug, info, warn};
 
-use crate::config::{Staged, StagedKind};
+use crate::config::{Config, Staged, StagedKind};
 use crate::model::dns::{Data, Dnssec, Outcome};
 use crate::model::report::{HostReport, TargetReport};
 use crate::model::staged::{StagedFileError, StagedReport};
 use crate::staged::{self, tlsa_owner, Material, MAX_STAGED_FILE_BYTES};
+use crate::target::NextHop;
 
 /// Most TLSA records whose first-seen time is kept (the store and the state file).
 pub const MAX_FIRST_SEEN: usize = 10_000;
@@ -362,6 +363,24 @@ impl Rollover {
             },
         );
         result
+    }
+}
+
+/// `/probe`: applies `rollover` to a (possibly shared) report of a configured target; a
+/// `probe.allow` target that is not configured never enters the first-seen store.
+pub fn apply_to_probe(
+    rollover: Option<Arc<Rollover>>,
+    cfg: &Config,
+    hop: &NextHop,
+    r: Arc<TargetReport>,
+) -> Arc<TargetReport> {
+    match (rollover, cfg.targets.iter().find(|t| &t.hop == hop)) {
+        (Some(rollover), Some(t)) => {
+            let mut report = Arc::unwrap_or_clone(r);
+            rollover.apply(&t.staged, &mut report);
+            Arc::new(report)
+        }
+        _ => r,
     }
 }
 
