@@ -110,7 +110,11 @@ fn render_host(out: &mut String, host: Option<&HostReport>, sh: &StagedHost, now
             .and_then(|h| h.tlsa_timing.first_seen.get(i).copied().flatten())
             .map(|t| format!(", published since {}", when(t)))
             .unwrap_or_default();
-        let _ = writeln!(out, "        {state}{since}: {}", c.explain());
+        let _ = writeln!(
+            out,
+            "        {state}{since}: {}",
+            c.explain().escape_debug()
+        );
     }
     let _ = writeln!(
         out,
