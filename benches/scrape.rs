@@ -121,6 +121,7 @@ fn answer(name: &str, rtype: &str, data: Data, now: i64) -> Arc<Answer> {
         sig_expiry: Some(now + 20 * 86_400),
         reason: None,
         ttl: 300,
+        original_ttl: None,
     })
 }
 
@@ -251,6 +252,7 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         lookups,
         error: None,
         success: false,
+        staged: Vec::new(),
     };
     let _ = &served.mx;
     r.success = r.compute_success();

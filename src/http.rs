@@ -35,6 +35,7 @@ use crate::admission::{self, Admission, Outcome};
 use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
 use crate::status::{self, WebPrefix};
@@ -281,11 +282,17 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    // First-seen times and staged entries (README, "Rolling over certificates and keys").
+    let r = crate::rollover::apply_to_probe(app.scheduler.rollover(), &cfg, &hop, r);
     if debug_out {
         return metric_response(
             req.headers(),
             "text/plain; charset=utf-8",
-            render_text(&r, true),
+            format!(
+                "{}{}",
+                render_text(&r, true),
+                render_staged(&r, unix_now() as f64)
+            ),
         )
         .await;
     }

@@ -12,11 +12,12 @@
 //! 3. model
 //! 4. cert
 //! 5. dane
-//! 6. probe, metrics, text, status
-//! 7. scheduler, admission
-//! 8. webconfig, transport
-//! 9. http, check
-//! 10. main
+//! 6. probe, metrics, text, status, staged, planner
+//! 7. rollover
+//! 8. scheduler, admission
+//! 9. webconfig, transport
+//! 10. http, check
+//! 11. main
 
 pub mod admission;
 pub mod cert;
@@ -27,9 +28,12 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod planner;
 pub mod probe;
+pub mod rollover;
 pub mod scheduler;
 pub mod shard;
+pub mod staged;
 pub mod status;
 pub mod target;
 pub mod text;

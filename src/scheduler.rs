@@ -25,7 +25,9 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::rollover::Rollover;
 use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::status::{PackedText, Summary};
 use crate::text::render_text;
@@ -47,7 +49,8 @@ pub(crate) struct Stored {
     pub(crate) encoded: Arc<EncodedReport>,
     /// What the status page shows.
     pub(crate) page: Arc<Summary>,
-    /// `render_text(report, false)`, deflated: the status page's text view.
+    /// `render_text(report, false)` and the rollover planner, deflated: the status page's
+    /// text view.
     pub(crate) text: PackedText,
 }
 
@@ -58,7 +61,11 @@ impl Stored {
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
             page: Arc::new(Summary::of(report)),
-            text: PackedText::new(&render_text(report, false)),
+            text: PackedText::new(&format!(
+                "{}{}",
+                render_text(report, false),
+                render_staged(report, report.timestamp)
+            )),
         }
     }
 }
@@ -114,6 +121,8 @@ struct Running {
     ctx: Arc<ProbeContext>,
     /// This replica's shard of `config.targets` (`None`: all of them).
     shard: Option<Shard>,
+    /// First-seen store and staged files; kept across reloads while `state_file` stays.
+    rollover: Arc<Rollover>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
@@ -174,6 +183,11 @@ impl Scheduler {
         self.running().as_ref().and_then(|r| r.shard)
     }
 
+    /// The rollover store of the current config (for `/probe`).
+    pub(crate) fn rollover(&self) -> Option<Arc<Rollover>> {
+        self.running().as_ref().map(|r| r.rollover.clone())
+    }
+
     fn load(&self) -> Result<Config, ConfigError> {
         match &self.path {
             Some(p) => config::load(p),
@@ -226,6 +240,10 @@ impl Scheduler {
     fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext, shard: Option<Shard>) {
         let cfg = Arc::new(cfg);
         let ctx = Arc::new(ctx);
+        let rollover = match self.rollover() {
+            Some(r) if r.state_file() == cfg.state_file.as_deref() => r,
+            _ => Arc::new(Rollover::open(cfg.state_file.as_deref(), true)),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let sem = Arc::new(Semaphore::new(cfg.concurrency));
         let owned: Vec<&config::Target> = cfg.scheduled_targets(shard).collect();
@@ -239,6 +257,7 @@ impl Scheduler {
                     t.clone(),
                     cfg.clone(),
                     ctx.clone(),
+                    rollover.clone(),
                     self.store.clone(),
                     self.stats.clone(),
                     sem.clone(),
@@ -291,6 +310,7 @@ impl Scheduler {
             config: cfg,
             ctx,
             shard,
+            rollover,
             tasks,
             stop,
         });
@@ -338,6 +358,7 @@ async fn target_loop(
     target: config::Target,
     cfg: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    rollover: Arc<Rollover>,
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     sem: Arc<Semaphore>,
@@ -369,6 +390,8 @@ async fn target_loop(
         ))
         .await;
         drop(permit);
+        let mut report = report;
+        rollover.apply(&target.staged, &mut report);
         stats.count_probe(report.success);
         let report = Arc::new(report);
         let stored = Arc::new(Stored::new(&report));

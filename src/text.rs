@@ -486,6 +486,7 @@ mod tests {
                 sig_expiry: None,
                 reason: Some(format!("EDE 6 (DNSSEC Bogus): sig{ESC}\0 expired")),
                 ttl: 0,
+                original_ttl: None,
             };
             let r = TargetReport {
                 target: "example.org".into(),
@@ -521,6 +522,7 @@ mod tests {
                 lookups: vec![Arc::new(lookup)],
                 error: Some(format!("error{ESC}")),
                 success: false,
+                staged: Vec::new(),
             };
             for verbose in [false, true] {
                 let out = render_text(&r, verbose);

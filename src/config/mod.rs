@@ -7,6 +7,7 @@
 
 mod errors;
 mod shard;
+mod staged;
 mod targets;
 
 use std::net::{IpAddr, SocketAddr};
@@ -20,6 +21,7 @@ use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::target::{normalize_name, AllowEntry, NextHop};
 use errors::At;
 pub use errors::{ConfigError, Place};
+pub use staged::{Staged, StagedKind, MAX_STAGED_PER_TARGET};
 pub use targets::Target;
 use targets::{parse_targets, RawTarget};
 
@@ -83,6 +85,8 @@ pub struct Config {
     /// The `shard:` keys (the `--shard.*` flags win over them: [`Config::shard_with`]).
     pub shard: ShardSpec,
     pub targets: Vec<Target>,
+    /// Where first-seen times of TLSA records are kept across restarts; `None` = memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 /// The `probe:` section: limits of `/probe` for targets that are not configured.
@@ -175,6 +179,7 @@ struct RawConfig {
     pkix: Option<RawPkix>,
     probe: Option<RawProbe>,
     shard: Option<shard::RawShard>,
+    state_file: Option<Spanned<String>>,
     #[serde(default)]
     targets: Vec<Spanned<RawTarget>>,
 }
@@ -277,6 +282,7 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         probe: parse_probe(&at, raw.probe.unwrap_or_default())?,
         shard: shard::parse_shard(&at, raw.shard.unwrap_or_default())?,
         targets: parse_targets(&at, &raw.targets)?,
+        state_file: parse_state_file(&at, &raw.state_file)?,
     })
 }
 
@@ -338,6 +344,32 @@ fn readable_file(at: &At, v: &Spanned<String>, key: &str) -> Result<PathBuf, Con
             format!("{} is not a readable file", v.value),
         ))
     }
+}
+
+/// `state_file`: a file name whose directory exists (the file itself is created on first write).
+fn parse_state_file(at: &At, v: &Option<Spanned<String>>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    let p = PathBuf::from(v.value.trim());
+    let line = Some(v.referenced.line());
+    if p.as_os_str().is_empty() || p.is_dir() {
+        return Err(at.err(
+            line,
+            "state_file",
+            format!("{:?} is not a file name", v.value),
+        ));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(at.err(
+            line,
+            "state_file",
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    Ok(Some(p))
 }
 
 /// The `smtp:` section: the EHLO name.

@@ -258,6 +258,7 @@ mod tests {
             lookups: Vec::new(),
             error: None,
             success: true,
+            staged: Vec::new(),
         })
     }
 

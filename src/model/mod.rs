@@ -2,7 +2,7 @@
 //!
 //! Owns: `TargetReport` and its parts (`report`), DNS answers and DNSSEC states (`dns`),
 //! TLSA records and their judgements (`tlsa`), certificate facts (`cert`), the SMTP/TLS
-//! dialogue's outcome (`smtp`), and the pure methods that need only these values.
+//! dialogue's outcome (`smtp`), staged certificates against the published records (`staged`), and the pure methods that need only these values.
 //! Not here: producing the values (`probe`, `dane`, `cert`), rendering them (`metrics`,
 //! `text`). Imports nothing else from the crate (see the layer list in `lib.rs`).
 
@@ -10,6 +10,7 @@ pub mod cert;
 pub mod dns;
 pub mod report;
 pub mod smtp;
+pub mod staged;
 pub mod tlsa;
 
 #[cfg(test)]

@@ -182,6 +182,7 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
         lookups: Vec::new(),
         error: None,
         success: false,
+        staged: Vec::new(),
     }
 }
 

@@ -640,6 +640,7 @@ mod tests {
             lookups: Vec::new(),
             error: None,
             success: false,
+            staged: Vec::new(),
         };
         r.success = r.compute_success();
         r
