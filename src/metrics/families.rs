@@ -47,6 +47,7 @@ pub(crate) fn encode_reports(
     session_info_families(enc, reports)?;
     cert_families(enc, reports)?;
     dane_families(enc, reports)?;
+    super::authoritative::authoritative_families(enc, reports)?;
     Ok(())
 }
 

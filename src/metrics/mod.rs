@@ -9,9 +9,11 @@
 //! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
 //! record disappear with the report that carried them.
 //! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
+//! `authoritative` (the authoritative-server families),
 //! `own` (the exporter's own metrics).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
+mod authoritative;
 mod exposition;
 mod families;
 mod own;

@@ -187,6 +187,7 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         null_mx: false,
         hosts,
         lookups: Vec::new(),
+        authoritative: Vec::new(),
         error: None,
         success: false,
     }
