@@ -1,10 +1,10 @@
 # shellcheck shell=bash
-# The optional dynamic part of the lab (LAB_DYNAMIC=1 tests/lab/up.sh LABDIR): a zone dyn.test.
+# The dynamic part of the lab (built by default; LAB_DYNAMIC=0 leaves it out): a zone dyn.test.
 # that knotd signs itself (automatic signing, KASP policy "dyn", manual key management, NSEC3)
 # and that accepts dynamic updates (RFC 2136) signed with a TSIG key, so that MX sets and TLSA
 # records can change while the lab runs. Sourced by up.sh, which defines LAB, PKI, TTL, AUTH,
 # SERIAL_DNS and the helpers used below (mk_leaf, chain_full, tlsa_x11, add_addr, soa, tlsa, die).
-# Nothing here runs unless LAB_DYNAMIC=1: without it the lab is exactly what it was.
+# Nothing here runs with LAB_DYNAMIC=0: the lab is then exactly what it was before.
 #
 # What it adds (see README.md, "The dynamic zone"):
 #   dyn.test.          delegated from test. with a DS (test. is re-signed by ldns as usual)

@@ -4,8 +4,8 @@
 # MX address. Everything binds to 127.0.0.0/8 only. See README.md next to this file.
 #
 # usage: tests/lab/up.sh LABDIR
-#        LAB_DYNAMIC=1 tests/lab/up.sh LABDIR   (also the Knot-signed, updatable zone dyn.test.;
-#                                                see dyn-lib.sh)
+#        LAB_DYNAMIC=0 tests/lab/up.sh LABDIR   (without the Knot-signed, updatable zone dyn.test.
+#                                                and its secondary knotd; see dyn-lib.sh)
 #
 # Idempotent: stops whatever a previous run in the same LABDIR left running (down.sh), wipes the
 # generated material and rebuilds it from scratch (fresh keys, certificates and signatures).
@@ -319,7 +319,7 @@ tlsa mx1.s29 "3 1 1 $(tlsa_x11 "$(h 29)" | cut -c1-40)" >>"$D"
 std_host "$(a 30)" "$(h 30)"; mx1 30
 { tlsa mx1.s30 "0 0 1 $(tlsa_x01 root-ca)"; tlsa mx1.s30 "1 1 1 $(tlsa_x11 "$(h 30)")"; } >>"$D"
 
-# --- dyn.test (LAB_DYNAMIC=1 only): hosts, keys of the listeners, zone source ---
+# --- dyn.test (unless LAB_DYNAMIC=0): hosts, keys of the listeners, zone source ---
 if [ "$DYN" = 1 ]; then
     # shellcheck source=tests/lab/dyn-lib.sh
     . "$HERE/dyn-lib.sh"
