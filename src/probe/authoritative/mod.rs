@@ -230,7 +230,7 @@ impl Checker {
         let fetch = || async {
             let server = SocketAddr::new(ip, DNS_PORT);
             let m = self.ask(server, name, rtype, false, deadline).await?;
-            Ok(rrset_of(&m, name, rtype)?)
+            rrset_of(&m, name, rtype)
         };
         if fresh {
             return Arc::new(fetch().await);
