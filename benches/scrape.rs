@@ -250,6 +250,7 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         null_mx: false,
         hosts,
         lookups,
+        authoritative: Vec::new(),
         error: None,
         success: false,
         staged: Vec::new(),

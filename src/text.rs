@@ -9,6 +9,8 @@
 //! the terminal raw.
 //! Not here: probing (`probe`), the CLI command (`check`), metrics (`metrics`).
 
+mod authoritative;
+
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -86,6 +88,7 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
             render_address(&mut o, h, a, verbose);
         }
     }
+    authoritative::render(&mut o, r);
     o
 }
 
@@ -520,6 +523,7 @@ mod tests {
                     notes: vec![format!("note\r{ESC}")],
                 }],
                 lookups: vec![Arc::new(lookup)],
+                authoritative: Vec::new(),
                 error: Some(format!("error{ESC}")),
                 success: false,
                 staged: Vec::new(),

@@ -84,9 +84,33 @@ pub struct Config {
     pub(crate) probe: ProbeConfig,
     /// The `shard:` keys (the `--shard.*` flags win over them: [`Config::shard_with`]).
     pub shard: ShardSpec,
+    /// `dns.authoritative_check` / `dns.authoritative_max_servers` (README, "Every
+    /// authoritative server").
+    pub authoritative: AuthoritativeConfig,
     pub targets: Vec<Target>,
     /// Where first-seen times of TLSA records are kept across restarts; `None` = memory only.
     pub state_file: Option<PathBuf>,
+}
+
+/// Asking every authoritative server of the zones of MX and TLSA RRsets directly.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AuthoritativeConfig {
+    /// Check at all (default true).
+    pub enabled: bool,
+    /// At most this many server addresses are asked per zone (default 8).
+    pub max_servers: usize,
+}
+
+/// Default of `dns.authoritative_max_servers`.
+pub const DEFAULT_AUTHORITATIVE_MAX_SERVERS: usize = 8;
+
+impl Default for AuthoritativeConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_servers: DEFAULT_AUTHORITATIVE_MAX_SERVERS,
+        }
+    }
 }
 
 /// The `probe:` section: limits of `/probe` for targets that are not configured.
@@ -190,6 +214,8 @@ struct RawDns {
     resolver: Option<Spanned<String>>,
     validation: Option<Spanned<String>>,
     trust_anchor: Option<Spanned<String>>,
+    authoritative_check: Option<Spanned<bool>>,
+    authoritative_max_servers: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -271,12 +297,23 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         1..=100_000,
         DEFAULT_CONCURRENCY,
     )?;
+    let raw_dns = raw.dns.unwrap_or_default();
+    let authoritative = AuthoritativeConfig {
+        enabled: raw_dns.authoritative_check.as_ref().is_none_or(|v| v.value),
+        max_servers: at.count(
+            &raw_dns.authoritative_max_servers,
+            "dns.authoritative_max_servers",
+            1..=64,
+            DEFAULT_AUTHORITATIVE_MAX_SERVERS,
+        )?,
+    };
     Ok(Config {
         source: file.to_string(),
         interval,
         timeout,
         concurrency,
-        dns: parse_dns(&at, raw.dns.unwrap_or_default())?,
+        authoritative,
+        dns: parse_dns(&at, raw_dns)?,
         helo_name: parse_smtp(&at, raw.smtp.unwrap_or_default())?,
         ca_file: parse_pkix(&at, raw.pkix.unwrap_or_default())?,
         probe: parse_probe(&at, raw.probe.unwrap_or_default())?,

@@ -167,14 +167,31 @@ impl Exposition {
     }
 }
 
-/// Appends every report family: its header once, then each report's chunk.
+/// Appends every report family: its header once, then each report's chunk. A family
+/// without a `target` label that several reports share (`authoritative::SERIAL_FAMILY`)
+/// keeps one sample per series.
 fn assemble(out: &mut String, reports: &[Arc<EncodedReport>]) {
+    let shared = format!("# HELP {} ", super::authoritative::SERIAL_FAMILY);
     for (i, header) in headers().iter().enumerate() {
         out.push_str(header);
+        if header.starts_with(&shared) {
+            let mut seen = std::collections::HashSet::new();
+            for r in reports {
+                super::authoritative::push_unseen(out, r.chunk(i), &mut seen);
+            }
+            continue;
+        }
         for r in reports {
             out.push_str(r.chunk(i));
         }
     }
+}
+
+#[cfg(test)]
+pub(crate) fn assemble_for_test(reports: &[Arc<EncodedReport>]) -> String {
+    let mut out = String::new();
+    assemble(&mut out, reports);
+    out
 }
 
 /// The report metrics of one fresh report only (`/probe`), in the negotiated format.
@@ -256,6 +273,7 @@ mod tests {
             null_mx: false,
             hosts: Vec::new(),
             lookups: Vec::new(),
+            authoritative: Vec::new(),
             error: None,
             success: true,
             staged: Vec::new(),

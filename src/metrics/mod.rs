@@ -10,9 +10,10 @@
 //! record disappear with the report that carried them.
 //! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
 //! `own` (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
-//! certificates, TLSA timing).
+//! certificates, TLSA timing), `authoritative` (the authoritative-server families).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
+mod authoritative;
 mod exposition;
 mod families;
 mod own;

@@ -189,6 +189,7 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         null_mx: false,
         hosts,
         lookups: Vec::new(),
+        authoritative: Vec::new(),
         error: None,
         success: false,
         staged: Vec::new(),
@@ -335,6 +336,7 @@ pub(crate) fn complete_report() -> TargetReport {
         ),
     ];
     r.staged = staged_reports();
+    r.authoritative = vec![authoritative_mx()];
     r.success = r.compute_success();
     r
 }
@@ -391,6 +393,29 @@ fn staged_reports() -> Vec<StagedReport> {
             hosts: Vec::new(),
         },
     ]
+}
+
+/// The MX RRset of [`TARGET`] on two authoritative server addresses, in sync.
+fn authoritative_mx() -> crate::model::authoritative::RrsetSync {
+    use crate::model::authoritative::{RrsetSync, ServerAnswer};
+    let server = |addr: &str| ServerAnswer {
+        server: "ns1.example.test".into(),
+        address: ip(addr),
+        serial: Some(2026112901),
+        records: Some([format!("10 {MX1}"), format!("20 {MX2}")].into()),
+        current: None,
+        error: None,
+    };
+    let mut s = RrsetSync {
+        name: TARGET.into(),
+        rtype: "MX".into(),
+        zone: Some(TARGET.into()),
+        in_sync: None,
+        servers: vec![server("192.0.2.53"), server("2001:db8::53")],
+        error: None,
+    };
+    s.judge();
+    s
 }
 
 /// `r` as a later probe sees it once `mx` has left the MX set (its lookups gone too).

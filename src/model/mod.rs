@@ -6,6 +6,7 @@
 //! Not here: producing the values (`probe`, `dane`, `cert`), rendering them (`metrics`,
 //! `text`). Imports nothing else from the crate (see the layer list in `lib.rs`).
 
+pub mod authoritative;
 pub mod cert;
 pub mod dns;
 pub mod report;

@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 
+use super::authoritative::RrsetSync;
 use super::cert::CertFacts;
 use super::dns::{Answer, Dnssec};
 use super::smtp::SmtpReport;
@@ -134,6 +135,9 @@ pub struct TargetReport {
     pub hosts: Vec<HostReport>,
     /// Every DNS lookup the verdict rests on, in the order made.
     pub lookups: Vec<Arc<Answer>>,
+    /// The MX and TLSA RRsets as every authoritative server of their zone serves them
+    /// (empty when not checked: `dns.authoritative_check: false`, or address targets).
+    pub authoritative: Vec<RrsetSync>,
     /// A target-level failure (MX lookup failed, domain does not exist, timeout).
     pub error: Option<String>,
     pub success: bool,

@@ -16,6 +16,7 @@
 //! `smtp` and `tls` (the dialogue).
 //! Not here: judging TLSA records (`dane`), certificate facts (`cert`), metrics.
 
+pub(crate) mod authoritative;
 mod cache;
 pub mod dns;
 pub(crate) mod mx;
@@ -64,6 +65,8 @@ pub struct ProbeContext {
     pub(crate) smtp_cache: SmtpCache,
     /// SMTP dialogues actually run (cache misses).
     pub(crate) smtp_probes: AtomicU64,
+    /// Asks every authoritative server (`dns.authoritative_check`); `None` when off.
+    pub(crate) authoritative: Option<authoritative::Checker>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,7 +98,21 @@ impl ProbeContext {
             // One SMTP probe per address per round: results are reused for most of an interval.
             smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
             smtp_probes: AtomicU64::new(0),
+            authoritative: cfg.authoritative.enabled.then(|| {
+                authoritative::Checker::new(
+                    cfg.dns.resolver,
+                    cfg.authoritative,
+                    cfg.interval.mul_f64(0.9),
+                )
+            }),
         })
+    }
+
+    /// Questions sent by the authoritative-server check (cache misses), for benchmarks.
+    pub fn authoritative_queries(&self) -> u64 {
+        self.authoritative
+            .as_ref()
+            .map_or(0, authoritative::Checker::queries_sent)
     }
 }
 
@@ -162,6 +179,19 @@ pub(crate) async fn probe_checked(
             r
         }
     };
+    if let Some(checker) = &ctx.authoritative {
+        // Within the same budget: every question ends at the deadline on its own.
+        let fresh = opts.fresh || opts.transcript;
+        let check = authoritative::annotate(
+            checker,
+            &ctx.dns,
+            &mut report,
+            opts.addresses,
+            fresh,
+            deadline,
+        );
+        let _ = timeout_at(deadline + LAST_RESORT_SLACK, check).await;
+    }
     report.duration_seconds = started.elapsed().as_secs_f64();
     report.timestamp = unix_now();
     report.success = report.compute_success();
@@ -180,6 +210,7 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
         null_mx: false,
         hosts: Vec::new(),
         lookups: Vec::new(),
+        authoritative: Vec::new(),
         error: None,
         success: false,
         staged: Vec::new(),

@@ -638,6 +638,7 @@ mod tests {
                 notes: Vec::new(),
             }],
             lookups: Vec::new(),
+            authoritative: Vec::new(),
             error: None,
             success: false,
             staged: Vec::new(),

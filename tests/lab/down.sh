@@ -28,6 +28,7 @@ if [ -f "$PF/main.cf" ]; then
     term_pid "$LAB/postfix-spool/pid/master.pid" master
 fi
 term_pid "$LAB/run/knot.pid" knotd
+term_pid "$LAB/run/knot2.pid" knotd
 term_pid "$LAB/run/unbound-val.pid" unbound
 term_pid "$LAB/run/unbound-plain.pid" unbound
 
@@ -45,7 +46,7 @@ for pn in "${PIDS[@]+"${PIDS[@]}"}"; do
         kill -9 "$pid" 2>/dev/null || true
     fi
 done
-rm -f "$LAB/run/knot.pid" "$LAB/run/unbound-val.pid" "$LAB/run/unbound-plain.pid"
+rm -f "$LAB/run/knot.pid" "$LAB/run/knot2.pid" "$LAB/run/unbound-val.pid" "$LAB/run/unbound-plain.pid"
 
 if [ -f "$LAB/run/addrs" ]; then
     while read -r a; do

@@ -1,11 +1,10 @@
 # shellcheck shell=bash
-# The dynamic part of the lab (built by default; LAB_DYNAMIC=0 tests/lab/up.sh LABDIR leaves it
-# out): a zone dyn.test.
+# The dynamic part of the lab (built by default; LAB_DYNAMIC=0 leaves it out): a zone dyn.test.
 # that knotd signs itself (automatic signing, KASP policy "dyn", manual key management, NSEC3)
 # and that accepts dynamic updates (RFC 2136) signed with a TSIG key, so that MX sets and TLSA
 # records can change while the lab runs. Sourced by up.sh, which defines LAB, PKI, TTL, AUTH,
 # SERIAL_DNS and the helpers used below (mk_leaf, chain_full, tlsa_x11, add_addr, soa, tlsa, die).
-# With LAB_DYNAMIC=0 nothing here runs and the lab is exactly the static one.
+# Nothing here runs with LAB_DYNAMIC=0: the lab is then exactly what it was before.
 #
 # What it adds (see README.md, "The dynamic zone"):
 #   dyn.test.          delegated from test. with a DS (test. is re-signed by ldns as usual)
@@ -17,11 +16,19 @@
 #                                   (other-issuing-ca; chain = key + leaf + that CA)
 #   LABDIR/pki/mxN.dyn.test.orig.chain.pem  a copy of the served chain, to restore it
 #   LABDIR/dyn/        tsig.key (knsupdate -k format), listeners.tsv, the zone source
+#   a secondary knotd  127.53.0.4, serving dyn.test. by zone transfer (AXFR/IXFR) from the
+#                      primary on 127.53.0.1 (NOTIFY + ACLs); the NS set of dyn.test. (and its
+#                      delegation in test.) lists both: ns1.dyn.test (primary), ns2.dyn.test
+#                      (secondary), glue in test.
 # Updates: tests/lab/dyn-update.sh LABDIR 'add RR' 'del RR' ...
+# Holding the secondary back: tests/lab/secondary.sh LABDIR hold|release|status|wait
 
 DYN_ZONE=dyn.test.
 DYN_N=4
 DYN_DIR=$LAB/dyn
+DYN_PRIMARY=$AUTH
+DYN_SECONDARY=127.53.0.4
+DYN_SECONDARY_DIR=$LAB/knot2
 
 dyn_addr() { echo "127.25.0.$((100 + $1))"; }
 
@@ -32,7 +39,13 @@ dyn_prepare() {
     printf 'address\thost\tchain\tstarttls\n' >"$DYN_DIR/listeners.tsv"
     local n host
     {
-        soa "$DYN_ZONE"
+        printf '$ORIGIN %s\n$TTL %s\n' "$DYN_ZONE" "$TTL"
+        # short refresh/retry: the secondary also catches up without a NOTIFY
+        printf '@ IN SOA ns1.dyn.test. hostmaster.test. %s 10 5 86400 %s\n' "$SERIAL_DNS" "$TTL"
+        echo "@ IN NS ns1"
+        echo "@ IN NS ns2"
+        echo "ns1 IN A $DYN_PRIMARY"
+        echo "ns2 IN A $DYN_SECONDARY"
         for n in $(seq 1 "$DYN_N"); do
             host=mx$n.dyn.test
             mk_leaf "$host" "$host"; chain_full "$host"
@@ -62,11 +75,18 @@ key:
   - id: dyn-update
     algorithm: hmac-sha256
     secret: $(cut -d: -f3 "$DYN_DIR/tsig.key")
+remote:
+  - id: dyn-secondary
+    address: $DYN_SECONDARY@53
+    via: $DYN_PRIMARY
 acl:
   - id: dyn-update
     address: 127.0.0.0/8
     key: dyn-update
     action: update
+  - id: dyn-transfer
+    address: $DYN_SECONDARY
+    action: transfer
 policy:
   - id: dyn
     algorithm: ecdsap256sha256
@@ -91,9 +111,61 @@ dyn_knot_zone() {
     journal-content: changes
     dnssec-signing: on
     dnssec-policy: dyn
-    acl: dyn-update
+    acl: [dyn-update, dyn-transfer]
+    notify: dyn-secondary
 EOF
 }
+
+# The delegation of dyn.test. in test.: both servers, with glue
+dyn_delegation() {
+    echo "dyn IN NS ns1.dyn"
+    echo "dyn IN NS ns2.dyn"
+    echo "ns1.dyn IN A $DYN_PRIMARY"
+    echo "ns2.dyn IN A $DYN_SECONDARY"
+}
+
+# The secondary knotd on $DYN_SECONDARY: its own config, rundir, database and control socket
+# (LABDIR/knot2/{knot.conf,db,zones}, LABDIR/run/knot2.{pid,sock}); dyn.test. only, by zone
+# transfer from the primary, which NOTIFYs it. Nothing is signed here: it serves what it got.
+dyn_secondary_start() {
+    rm -rf "$DYN_SECONDARY_DIR"
+    mkdir -p "$DYN_SECONDARY_DIR/db" "$DYN_SECONDARY_DIR/zones"
+    cat >"$DYN_SECONDARY_DIR/knot.conf" <<EOF
+server:
+    rundir: "$LAB/run"
+    pidfile: "$LAB/run/knot2.pid"
+    listen: $DYN_SECONDARY@53
+    udp-workers: 1
+    tcp-workers: 1
+    background-workers: 1
+log:
+  - target: "$LAB/log/knot2.log"
+    any: info
+database:
+    storage: "$DYN_SECONDARY_DIR/db"
+remote:
+  - id: dyn-primary
+    address: $DYN_PRIMARY@53
+    via: $DYN_SECONDARY
+acl:
+  - id: dyn-notify
+    address: $DYN_PRIMARY
+    action: notify
+zone:
+  - domain: "$DYN_ZONE"
+    storage: "$DYN_SECONDARY_DIR/zones"
+    file: "dyn.test.zone"
+    master: dyn-primary
+    acl: dyn-notify
+    zonefile-sync: -1
+    zonefile-load: none
+    journal-content: changes
+    semantic-checks: off
+EOF
+    knotd -c "$DYN_SECONDARY_DIR/knot.conf" -s "$LAB/run/knot2.sock" -d >>"$LAB/log/knot2.log" 2>&1 \
+        || { tail -20 "$LAB/log/knot2.log" >&2; die "secondary knotd failed to start"; }
+}
+
 
 # KSK + ZSK in knotd's KASP database (LABDIR/knot/db/keys) before knotd starts; prints the DS
 # (SHA-256) for test.
@@ -116,6 +188,9 @@ dyn_keys() {
 
 # checks after start: signed and secure, updates accepted and signed, listeners up
 dyn_checks() {
+    check "the secondary serves dyn.test. (transferred) on $DYN_SECONDARY" \
+        "'$HERE/secondary.sh' '$LAB' wait >/dev/null"
+    check "dyn.test. NS lists both servers" "has 'ns2.dyn.test' @$DYN_SECONDARY dyn.test NS"
     check "d1.dyn.test MX is secure via $VAL" "has '$AD' @$VAL +dnssec d1.dyn.test MX"
     check "TLSA _25._tcp.mx1.dyn.test is secure via $VAL" "has '$AD' @$VAL +dnssec _25._tcp.mx1.dyn.test TLSA"
     check "dynamic update of dyn.test is accepted" \
@@ -123,6 +198,7 @@ dyn_checks() {
     check "the updated RRset is signed by knotd" "has 'RRSIG.*TXT' @$AUTH +dnssec _lab-check.dyn.test TXT"
     check "dynamic delete in dyn.test is accepted" \
         "'$HERE/dyn-update.sh' '$LAB' 'del _lab-check.dyn.test. TXT' >/dev/null"
+    check "the secondary follows the update (NOTIFY + IXFR)" "'$HERE/secondary.sh' '$LAB' wait >/dev/null"
     local addr host chain starttls
     while IFS=$'\t' read -r addr host chain starttls; do
         [ "$addr" = address ] && continue

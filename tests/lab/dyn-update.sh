@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Send one dynamic update (RFC 2136, TSIG-signed) to the lab's Knot-signed zone dyn.test.
-# (a lab built with LAB_DYNAMIC=1 tests/lab/up.sh LABDIR). knotd applies it, re-signs the
+# (built by tests/lab/up.sh LABDIR unless LAB_DYNAMIC=0). knotd applies it, re-signs the
 # changed RRsets and answers; the script then waits until knotd serves the new SOA serial.
 #
 # usage: tests/lab/dyn-update.sh LABDIR 'add RR' | 'del RR' ...
@@ -14,7 +14,7 @@ set -euo pipefail
 LAB=$(cd "$1" && pwd)
 shift
 KEY=$LAB/dyn/tsig.key
-[ -r "$KEY" ] || { echo "dyn-update.sh: $KEY missing (lab not built with LAB_DYNAMIC=1?)" >&2; exit 2; }
+[ -r "$KEY" ] || { echo "dyn-update.sh: $KEY missing (lab built with LAB_DYNAMIC=0?)" >&2; exit 2; }
 AUTH=$(sed -n 's/^LAB_AUTH_ADDR=//p' "$LAB/lab.env")
 ZONE=dyn.test.
 

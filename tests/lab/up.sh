@@ -4,8 +4,8 @@
 # MX address. Everything binds to 127.0.0.0/8 only. See README.md next to this file.
 #
 # usage: tests/lab/up.sh LABDIR
-#        The Knot-signed, updatable zone dyn.test. (dyn-lib.sh, used by tests/rollover.rs) is
-#        built too; LAB_DYNAMIC=0 tests/lab/up.sh LABDIR leaves it out.
+#        LAB_DYNAMIC=0 tests/lab/up.sh LABDIR   (without the Knot-signed, updatable zone dyn.test.
+#                                                and its secondary knotd; see dyn-lib.sh)
 #
 # Idempotent: stops whatever a previous run in the same LABDIR left running (down.sh), wipes the
 # generated material and rebuilds it from scratch (fresh keys, certificates and signatures).
@@ -65,6 +65,7 @@ add_addr() {
     fi
 }
 for a in $AUTH $VAL $PLAIN; do add_addr "$a"; done
+[ "$DYN" = 1 ] && add_addr 127.53.0.4   # the secondary knotd (dyn-lib.sh)
 
 # ---------------------------------------------------------------------------------------------
 # 2. PKI
@@ -318,7 +319,7 @@ tlsa mx1.s29 "3 1 1 $(tlsa_x11 "$(h 29)" | cut -c1-40)" >>"$D"
 std_host "$(a 30)" "$(h 30)"; mx1 30
 { tlsa mx1.s30 "0 0 1 $(tlsa_x01 root-ca)"; tlsa mx1.s30 "1 1 1 $(tlsa_x11 "$(h 30)")"; } >>"$D"
 
-# --- dyn.test (LAB_DYNAMIC=1 only): hosts, keys of the listeners, zone source ---
+# --- dyn.test (unless LAB_DYNAMIC=0): hosts, keys of the listeners, zone source ---
 if [ "$DYN" = 1 ]; then
     # shellcheck source=tests/lab/dyn-lib.sh
     . "$HERE/dyn-lib.sh"
@@ -401,7 +402,7 @@ cp "$Z/insecure.test.zone" "$LAB/dns/signed/insecure.test.signed"   # unsigned, 
     echo "ns IN A $AUTH"
     for child in good dane bogus expired badsig insecure nsec; do echo "$child IN NS ns.test."; done
     echo "$GOOD_DS"; echo "$DANE_DS"; echo "$BOGUS_DS"; echo "$EXPIRED_DS"; echo "$BADSIG_DS"; echo "$NSEC_DS"
-    if [ "$DYN" = 1 ]; then echo "dyn IN NS ns.test."; dyn_keys; fi
+    if [ "$DYN" = 1 ]; then dyn_delegation; dyn_keys; fi
 } >"$Z/test.zone"
 keygen test.; TEST_DS=$(ds_of "$KSK"); sign test test. "$KSK" "$ZSK" "${NSEC3[@]}" "${DATES[@]}"
 
@@ -457,6 +458,7 @@ EOF
 } >"$LAB/knot/knot.conf"
 knotd -c "$LAB/knot/knot.conf" -s "$LAB/run/knot.sock" -d >>"$LAB/log/knot.log" 2>&1 \
     || { tail -20 "$LAB/log/knot.log" >&2; die "knotd failed to start"; }
+if [ "$DYN" = 1 ]; then dyn_secondary_start; fi
 
 # ---------------------------------------------------------------------------------------------
 # 7. Unbound: validating on .2, non-validating on .3
@@ -638,6 +640,9 @@ if [ "$DYN" = 1 ]; then cat >>"$LAB/lab.env" <<EOF
 LAB_DYN_ZONE=$DYN_ZONE
 LAB_DYN_TSIG_KEY=$DYN_DIR/tsig.key
 LAB_DYN_LISTENERS=$DYN_DIR/listeners.tsv
+LAB_DYN_PRIMARY=$DYN_PRIMARY
+LAB_DYN_SECONDARY=$DYN_SECONDARY
+LAB_DYN_SECONDARY_SOCKET=$LAB/run/knot2.sock
 EOF
 fi
 

@@ -1,0 +1,302 @@
+//! Every authoritative server, against the real lab: dyn.test. is served by the Knot primary
+//! (127.53.0.1) and a Knot secondary (127.53.0.4) fed by zone transfer. Held back
+//! (`tests/lab/secondary.sh hold`), the secondary lags behind a dynamic update: the exporter
+//! must see the TLSA RRset out of sync, the serials differ, and the new record not yet on
+//! every server; released, everything is in sync again. Serials are compared with what
+//! `kdig` says (through `secondary.sh status`).
+
+mod common;
+
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{bail, ensure, Context, Result};
+use mailtls_exporter::config;
+use mailtls_exporter::metrics::render_report;
+use mailtls_exporter::model::authoritative::RrsetSync;
+use mailtls_exporter::model::report::TargetReport;
+use mailtls_exporter::probe::{probe_target, AddressPolicy, ProbeContext, ProbeOptions};
+use mailtls_exporter::target::NextHop;
+
+const PRIMARY: &str = "127.53.0.1";
+const SECONDARY: &str = "127.53.0.4";
+/// The domain and MX host this file changes (the others of dyn.test belong to other tests).
+const DOMAIN: &str = "d3.dyn.test";
+const TLSA_NAME: &str = "_25._tcp.mx3.dyn.test";
+
+fn script(lab: &common::Lab, name: &str, args: &[&str]) -> Result<String> {
+    let out = Command::new("bash")
+        .arg(common::repo().join("tests/lab").join(name))
+        .arg(&lab.dir)
+        .args(args)
+        .output()
+        .with_context(|| format!("running {name}"))?;
+    ensure!(
+        out.status.success(),
+        "{name} {args:?} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// `secondary.sh status`: (primary serial, secondary serial).
+fn kdig_serials(lab: &common::Lab) -> Result<(u32, u32)> {
+    let out = script(lab, "secondary.sh", &["status"])?;
+    let serial = |who: &str| -> Result<u32> {
+        out.lines()
+            .find_map(|l| l.strip_prefix(who))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {who} serial in {out:?}"))
+    };
+    Ok((serial("primary ")?, serial("secondary ")?))
+}
+
+/// Releases the secondary and removes the test record, however the test ends.
+struct Restore<'a> {
+    lab: &'a common::Lab,
+    record: String,
+}
+
+impl Drop for Restore<'_> {
+    fn drop(&mut self) {
+        let _ = script(self.lab, "secondary.sh", &["release"]);
+        let _ = script(
+            self.lab,
+            "dyn-update.sh",
+            &[&format!("del {TLSA_NAME}. TLSA {}", self.record)],
+        );
+        let _ = script(self.lab, "secondary.sh", &["wait"]);
+    }
+}
+
+async fn probe(ctx: &ProbeContext, policy: AddressPolicy) -> Result<TargetReport> {
+    let hop = NextHop::parse(DOMAIN)?;
+    let opts = ProbeOptions {
+        fresh: true,
+        addresses: policy,
+        ..ProbeOptions::default()
+    };
+    ctx.dns.clear_cache();
+    Ok(probe_target(ctx, DOMAIN, &hop, opts).await)
+}
+
+fn rrset<'a>(r: &'a TargetReport, rtype: &str) -> Result<&'a RrsetSync> {
+    r.authoritative
+        .iter()
+        .find(|s| s.rtype == rtype)
+        .with_context(|| format!("no {rtype} RRset in {:#?}", r.authoritative))
+}
+
+/// (address, serial) of every server of `s`, sorted by address.
+fn serials(s: &RrsetSync) -> Vec<(String, Option<u32>)> {
+    let mut v: Vec<_> = s
+        .servers
+        .iter()
+        .map(|a| (a.address.to_string(), a.serial))
+        .collect();
+    v.sort();
+    v
+}
+
+/// Probes until the resolver hands out a TLSA RRset for which `done` holds (Unbound caches
+/// for 5 s and asks either server), at most 60 s.
+async fn probe_until(
+    ctx: &ProbeContext,
+    what: &str,
+    done: impl Fn(&TargetReport) -> bool,
+) -> Result<TargetReport> {
+    let started = Instant::now();
+    loop {
+        let r = probe(ctx, AddressPolicy::Any).await?;
+        if done(&r) {
+            return Ok(r);
+        }
+        if started.elapsed() > Duration::from_secs(60) {
+            bail!(
+                "{what}: not after 60 s; last report: {:#?}",
+                r.authoritative
+            );
+        }
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+}
+
+fn random_hex() -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!("{:064x}", now ^ (u128::from(std::process::id()) << 64))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_held_secondary_is_seen_lagging_and_in_sync_again_when_released() -> Result<()> {
+    let lab = common::lab()?;
+    let text = lab.config("upstream", "")?;
+    let cfg = config::parse(&text, "authoritative.yml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let ctx = ProbeContext::new(&cfg)?;
+    script(&lab, "secondary.sh", &["release"])?;
+
+    // 1. In sync: both servers, equal serials (as kdig sees them), every record everywhere.
+    let r = probe(&ctx, AddressPolicy::Any).await?;
+    let (p, s) = kdig_serials(&lab)?;
+    ensure!(p == s, "lab not in sync at start: {p} {s}");
+    for rtype in ["MX", "TLSA"] {
+        let set = rrset(&r, rtype)?;
+        ensure!(set.in_sync == Some(true), "{rtype}: {set:#?}");
+        ensure!(set.zone.as_deref() == Some("dyn.test"), "{set:#?}");
+        ensure!(
+            serials(set)
+                == vec![
+                    (PRIMARY.to_string(), Some(p)),
+                    (SECONDARY.to_string(), Some(s))
+                ],
+            "{rtype} serials {:?} vs kdig {p} {s}",
+            serials(set)
+        );
+    }
+    let host = r.hosts.first().context("no host")?;
+    ensure!(!host.tlsa_records.is_empty(), "no TLSA records: {r:#?}");
+    ensure!(
+        host.tlsa_timing
+            .on_every_server
+            .iter()
+            .all(|v| *v == Some(true))
+            && host.tlsa_timing.on_every_server.len() == host.tlsa_records.len(),
+        "{:?}",
+        host.tlsa_timing
+    );
+    let (body, _) = render_report(Arc::new(r.clone()), false);
+    ensure!(body.contains(&format!(
+        "mailtls_authoritative_in_sync{{target=\"{DOMAIN}\",name=\"{TLSA_NAME}\",type=\"TLSA\"}} 1"
+    )));
+    ensure!(body.contains(&format!(
+        "mailtls_authoritative_serial{{zone=\"dyn.test\",server=\"{SECONDARY}\"}} {s}"
+    )));
+
+    // 2. Hold the secondary, publish a new record on the primary.
+    let record = format!("3 1 1 {}", random_hex());
+    let _restore = Restore {
+        lab: &lab,
+        record: record.clone(),
+    };
+    script(&lab, "secondary.sh", &["hold"])?;
+    script(
+        &lab,
+        "dyn-update.sh",
+        &[&format!("add {TLSA_NAME}. 5 TLSA {record}")],
+    )?;
+    let (p2, s2) = kdig_serials(&lab)?;
+    ensure!(
+        p2 != s2 && s2 == s,
+        "the secondary did not stay behind: {p2} {s2}"
+    );
+    // Until the resolver hands out the new RRset (it may ask the lagging secondary).
+    let r = probe_until(&ctx, "the resolver serves the new record", |r| {
+        r.hosts
+            .first()
+            .is_some_and(|h| h.tlsa_records.iter().any(|t| t.presentation() == record))
+    })
+    .await?;
+    let tlsa = rrset(&r, "TLSA")?;
+    ensure!(tlsa.in_sync == Some(false), "{tlsa:#?}");
+    ensure!(
+        serials(tlsa)
+            == vec![
+                (PRIMARY.to_string(), Some(p2)),
+                (SECONDARY.to_string(), Some(s2))
+            ],
+        "serials {:?} vs kdig {p2} {s2}",
+        serials(tlsa)
+    );
+    let lagging: Vec<String> = tlsa.lagging().map(|a| a.address.to_string()).collect();
+    ensure!(lagging == [SECONDARY], "lagging: {lagging:?}");
+    ensure!(
+        rrset(&r, "MX")?.in_sync == Some(true),
+        "the MX RRset did not change"
+    );
+    let host = r.hosts.first().context("no host")?;
+    for (t, on_every) in host
+        .tlsa_records
+        .iter()
+        .zip(&host.tlsa_timing.on_every_server)
+    {
+        let expect = if t.presentation() == record {
+            Some(false)
+        } else {
+            Some(true)
+        };
+        ensure!(*on_every == expect, "{t}: {on_every:?}");
+    }
+    let (body, _) = render_report(Arc::new(r.clone()), false);
+    ensure!(body.contains(&format!(
+        "mailtls_authoritative_in_sync{{target=\"{DOMAIN}\",name=\"{TLSA_NAME}\",type=\"TLSA\"}} 0"
+    )));
+    let text = mailtls_exporter::text::render_text(&r, false);
+    ensure!(text.contains("NOT in sync"), "{text}");
+    ensure!(
+        text.contains(&format!("{SECONDARY}: serial {s2}")),
+        "{text}"
+    );
+
+    // 3. Released: in sync again, the new record on every server.
+    script(&lab, "secondary.sh", &["release"])?;
+    let (p3, s3) = kdig_serials(&lab)?;
+    ensure!(p3 == s3, "not in sync after release: {p3} {s3}");
+    let r = probe_until(&ctx, "the new record on every server", |r| {
+        r.hosts.first().is_some_and(|h| {
+            h.tlsa_records
+                .iter()
+                .zip(&h.tlsa_timing.on_every_server)
+                .any(|(t, v)| t.presentation() == record && *v == Some(true))
+        })
+    })
+    .await?;
+    let tlsa = rrset(&r, "TLSA")?;
+    ensure!(tlsa.in_sync == Some(true), "{tlsa:#?}");
+    ensure!(tlsa.lagging().count() == 0, "{tlsa:#?}");
+    ensure!(
+        serials(tlsa)
+            == vec![
+                (PRIMARY.to_string(), Some(p3)),
+                (SECONDARY.to_string(), Some(s3))
+            ]
+    );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_refused_by_the_address_policy_asks_no_authoritative_server() -> Result<()> {
+    // /probe of a target that is not configured (probe.private_addresses false): the lab's
+    // servers are loopback addresses; nothing may be asked directly.
+    let lab = common::lab()?;
+    let text = lab.config("upstream", "")?;
+    let cfg = config::parse(&text, "authoritative.yml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let ctx = ProbeContext::new(&cfg)?;
+    let r = probe(&ctx, AddressPolicy::GlobalOnly).await?;
+    ensure!(r.error.is_some(), "{r:#?}");
+    ensure!(r.authoritative.is_empty(), "{:#?}", r.authoritative);
+    ensure!(ctx.authoritative_queries() == 0);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_check_can_be_switched_off() -> Result<()> {
+    let lab = common::lab()?;
+    let text = lab.config("upstream", "")?.replacen(
+        "validation: upstream\n",
+        "validation: upstream\n  authoritative_check: false\n",
+        1,
+    );
+    let cfg = config::parse(&text, "authoritative.yml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
+    let ctx = ProbeContext::new(&cfg)?;
+    let r = probe(&ctx, AddressPolicy::Any).await?;
+    ensure!(r.authoritative.is_empty());
+    ensure!(r
+        .hosts
+        .iter()
+        .all(|h| h.tlsa_timing.on_every_server.is_empty()));
+    Ok(())
+}
