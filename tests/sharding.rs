@@ -468,6 +468,11 @@ fn check_dashboard_sums_replicas(api: &PromApi, deadline: Instant) -> Result<()>
         if !expr.contains("{target=~\"$target\"") {
             continue;
         }
+        // The staged families need a `staged:` entry, which these targets have none of
+        // (tests/rollover.rs exposes them); their queries aggregate like the others.
+        if expr.contains("mailtls_staged_") {
+            continue;
+        }
         let mut all = expr.clone();
         for (var, value) in VARIABLES {
             all = all.replace(var, value);
