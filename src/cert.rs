@@ -2,8 +2,9 @@
 //!
 //! Owns: the facts a report shows per certificate (`facts`), host name matching as
 //! Postfix does it (`name_matches`), PKIX validation to a root store (`pkix_verify`) and
-//! the small X.509/DER helpers `dane` builds on (`parts`, `verify_chain`,
-//! `trust_anchor_from_spki`).
+//! the small X.509/DER helpers `dane` builds on (`parts`, `trust_anchor_from_spki`), and
+//! [`ServedChain`]: a served chain parsed once per probe, whose signatures are checked once
+//! for PKIX and DANE together (`served`, `sigmemo`).
 //!
 //! Not here: TLSA matching and the DANE verdict (`dane`), fetching the chain
 //! (`probe::tls`), metric names (`metrics`).
@@ -14,7 +15,9 @@
 use std::path::{Path, PathBuf};
 
 use rustls_pki_types::pem::{self, PemObject};
-use rustls_pki_types::{CertificateDer, ServerName, TrustAnchor, UnixTime};
+use rustls_pki_types::{
+    CertificateDer, ServerName, SignatureVerificationAlgorithm, TrustAnchor, UnixTime,
+};
 use sha2::{Digest, Sha256};
 use x509_parser::certificate::X509Certificate;
 use x509_parser::extensions::GeneralName;
@@ -22,6 +25,10 @@ use x509_parser::prelude::FromDer;
 use x509_parser::x509::SubjectPublicKeyInfo;
 
 use crate::model::cert::CertFacts;
+
+mod served;
+mod sigmemo;
+pub use served::ServedChain;
 
 /// A certificate or CA bundle that cannot be used.
 #[derive(Debug, thiserror::Error)]
@@ -140,8 +147,13 @@ impl From<webpki::Error> for PkixError {
 /// Facts of the certificate served at `depth`.
 pub fn facts(depth: usize, der: &[u8]) -> Result<CertFacts, CertError> {
     let cert = parse(der).map_err(|detail| CertError::Malformed { depth, detail })?;
+    Ok(facts_of(depth, der, &cert))
+}
+
+/// Facts of `cert`, parsed from `der`.
+fn facts_of(depth: usize, der: &[u8], cert: &X509Certificate<'_>) -> CertFacts {
     let validity = cert.validity();
-    Ok(CertFacts {
+    CertFacts {
         depth,
         subject: cert.subject().to_string(),
         issuer: cert.issuer().to_string(),
@@ -150,11 +162,11 @@ pub fn facts(depth: usize, der: &[u8]) -> Result<CertFacts, CertError> {
         not_after: validity.not_after.timestamp(),
         sha256: hex::encode(Sha256::digest(der)),
         spki_sha256: hex::encode(Sha256::digest(cert.public_key().raw)),
-        dns_names: san_dns_names(&cert)
+        dns_names: san_dns_names(cert)
             .map(|names| names.map(str::to_ascii_lowercase).collect())
             .unwrap_or_default(),
         self_signed: cert.subject().as_raw() == cert.issuer().as_raw(),
-    })
+    }
 }
 
 /// Whether the certificate names `reference`, as OpenSSL `X509_check_host` with
@@ -166,11 +178,13 @@ pub fn name_matches(der: &[u8], reference: &str) -> bool {
     if reference.is_empty() {
         return false;
     }
-    let Ok(cert) = parse(der) else {
-        return false;
-    };
+    parse(der).is_ok_and(|cert| names_reference(&cert, reference))
+}
+
+/// `name_matches` on a parsed certificate; `reference` without its trailing dot, not empty.
+fn names_reference(cert: &X509Certificate<'_>, reference: &str) -> bool {
     // A SAN extension that does not parse names nothing (no CN fall-back either).
-    let Some(sans) = san_dns_names(&cert) else {
+    let Some(sans) = san_dns_names(cert) else {
         return false;
     };
     let mut any_san = false;
@@ -180,22 +194,23 @@ pub fn name_matches(der: &[u8], reference: &str) -> bool {
             return true;
         }
     }
-    !any_san && common_names(&cert).any(|cn| pattern_matches(cn, reference))
+    !any_san && common_names(cert).any(|cn| pattern_matches(cn, reference))
 }
 
 /// The names `name_matches` looks at, lower-case: DNS SANs, or the subject CNs when
 /// there is no DNS SAN. Empty for an unparsable certificate.
 pub fn presented_names(der: &[u8]) -> Vec<String> {
-    let Ok(cert) = parse(der) else {
-        return Vec::new();
-    };
-    let sans: Vec<String> = san_dns_names(&cert)
+    parse(der).map_or_else(|_| Vec::new(), |cert| presented_of(&cert))
+}
+
+fn presented_of(cert: &X509Certificate<'_>) -> Vec<String> {
+    let sans: Vec<String> = san_dns_names(cert)
         .map(|names| names.map(str::to_ascii_lowercase).collect())
         .unwrap_or_default();
     if !sans.is_empty() {
         return sans;
     }
-    common_names(&cert).map(str::to_ascii_lowercase).collect()
+    common_names(cert).map(str::to_ascii_lowercase).collect()
 }
 
 /// Roots for the PKIX (MTA-STS style) check.
@@ -249,11 +264,23 @@ impl PkixRoots {
 
 /// The chain as served (leaf first) validates to `roots` for TLS server authentication
 /// at `now` (RFC 5280 §6) and the leaf names `name` (webpki rules: DNS SANs only).
+#[cfg(test)]
 pub(crate) fn pkix_verify(
     chain: &[CertificateDer<'_>],
     roots: &PkixRoots,
     name: &str,
     now: UnixTime,
+) -> Result<(), PkixError> {
+    pkix_verify_with(chain, roots, name, now, webpki::ALL_VERIFICATION_ALGS)
+}
+
+/// `pkix_verify` with the signature algorithms to use (`ServedChain` passes memoized ones).
+fn pkix_verify_with(
+    chain: &[CertificateDer<'_>],
+    roots: &PkixRoots,
+    name: &str,
+    now: UnixTime,
+    algs: &[&dyn SignatureVerificationAlgorithm],
 ) -> Result<(), PkixError> {
     let (leaf, intermediates) = chain.split_first().ok_or(PkixError::NoCertificate)?;
     let server_name = ServerName::try_from(name).map_err(|_| PkixError::InvalidName {
@@ -261,7 +288,7 @@ pub(crate) fn pkix_verify(
     })?;
     let ee = webpki::EndEntityCert::try_from(leaf)?;
     ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
+        algs,
         &roots.anchors,
         intermediates,
         now,
@@ -278,15 +305,33 @@ pub(crate) fn pkix_verify(
 /// Verifies `leaf` up to one of `anchors` through any of `intermediates` for TLS server
 /// authentication at `now` (RFC 5280 §6; the anchors' own dates are not checked).
 /// Returns the depth of the anchor on the verified path (1 + intermediates used).
+#[cfg(test)]
 pub(crate) fn verify_chain(
     leaf: &CertificateDer<'_>,
     intermediates: &[CertificateDer<'_>],
     anchors: &[TrustAnchor<'_>],
     now: UnixTime,
 ) -> Result<usize, PkixError> {
+    verify_chain_with(
+        leaf,
+        intermediates,
+        anchors,
+        now,
+        webpki::ALL_VERIFICATION_ALGS,
+    )
+}
+
+/// `verify_chain` with the signature algorithms to use.
+fn verify_chain_with(
+    leaf: &CertificateDer<'_>,
+    intermediates: &[CertificateDer<'_>],
+    anchors: &[TrustAnchor<'_>],
+    now: UnixTime,
+    algs: &[&dyn SignatureVerificationAlgorithm],
+) -> Result<usize, PkixError> {
     let ee = webpki::EndEntityCert::try_from(leaf)?;
     let path = ee.verify_for_usage(
-        webpki::ALL_VERIFICATION_ALGS,
+        algs,
         anchors,
         intermediates,
         now,
@@ -328,15 +373,18 @@ impl CertParts<'_> {
 
 /// Splits a DER certificate into the parts DANE needs; `None` if it does not parse.
 pub fn parts(der: &[u8]) -> Option<CertParts<'_>> {
-    let cert = parse(der).ok()?;
+    parse(der).ok().map(|cert| parts_of(&cert))
+}
+
+fn parts_of<'a>(cert: &X509Certificate<'a>) -> CertParts<'a> {
     let validity = cert.validity();
-    Some(CertParts {
+    CertParts {
         spki: cert.tbs_certificate.subject_pki.raw,
         issuer: cert.tbs_certificate.issuer.as_raw(),
         subject: cert.tbs_certificate.subject.as_raw(),
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
-    })
+    }
 }
 
 /// `data` is exactly one DER X.509 certificate.
@@ -350,13 +398,10 @@ pub fn is_spki(data: &[u8]) -> bool {
 }
 
 /// Whether the key in `spki` (DER SubjectPublicKeyInfo) made the signature on certificate
-/// `der` (RFC 5280 §4.1.1.3). Only the signature: no names, dates or constraints. False
+/// `cert` (RFC 5280 §4.1.1.3). Only the signature: no names, dates or constraints. False
 /// when either does not parse or the algorithm is not supported (x509-parser over ring).
-pub(crate) fn key_signs(spki: &[u8], der: &[u8]) -> bool {
+fn key_signs_cert(spki: &[u8], cert: &X509Certificate<'_>) -> bool {
     let Ok((rest, key)) = SubjectPublicKeyInfo::from_der(spki) else {
-        return false;
-    };
-    let Ok(cert) = parse(der) else {
         return false;
     };
     rest.is_empty() && cert.verify_signature(Some(&key)).is_ok()
@@ -475,18 +520,18 @@ mod tests {
     use std::time::Duration;
 
     /// 2026-06-01T00:00:00Z.
-    fn now() -> UnixTime {
+    pub(super) fn now() -> UnixTime {
         UnixTime::since_unix_epoch(Duration::from_secs(1_780_272_000))
     }
 
-    struct Ca {
-        der: CertificateDer<'static>,
+    pub(super) struct Ca {
+        pub(super) der: CertificateDer<'static>,
         pem: String,
         params: CertificateParams,
-        key: KeyPair,
+        pub(super) key: KeyPair,
     }
 
-    fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
+    pub(super) fn ca(cn: &str, parent: Option<&Ca>) -> Ca {
         let key = KeyPair::generate().expect("key");
         let mut params = CertificateParams::new(Vec::<String>::new()).expect("params");
         params.distinguished_name = rcgen::DistinguishedName::new();
@@ -506,7 +551,7 @@ mod tests {
         }
     }
 
-    fn leaf(sans: &[&str], cn: &str, issuer: &Ca) -> CertificateDer<'static> {
+    pub(super) fn leaf(sans: &[&str], cn: &str, issuer: &Ca) -> CertificateDer<'static> {
         let key = KeyPair::generate().expect("key");
         let sans: Vec<String> = sans.iter().map(|s| s.to_string()).collect();
         let mut params = CertificateParams::new(sans).expect("params");

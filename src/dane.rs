@@ -14,7 +14,7 @@ use std::cell::OnceCell;
 use rustls_pki_types::{CertificateDer, UnixTime};
 use sha2::{Digest, Sha256, Sha512};
 
-use crate::cert;
+use crate::cert::{self, ServedChain};
 use crate::model::tlsa::{
     Authentication, RecordCheck, RecordDetail, Tlsa, Unusable, MATCHING_FULL, MATCHING_SHA256,
     MATCHING_SHA512, SELECTOR_CERT, SELECTOR_SPKI, USAGE_DANE_EE, USAGE_DANE_TA,
@@ -84,14 +84,27 @@ pub struct DaneEvaluation {
 /// Judges the TLSA RRset against the served chain as Postfix with OpenSSL DANE does
 /// (RFC 7672 §3, RFC 7671 §5 and §9).
 pub fn evaluate(input: &DaneInput<'_>) -> DaneEvaluation {
-    let usability: Vec<Result<(), Unusable>> = input.records.iter().map(usability).collect();
-    let strongest = strongest_digests(input.records, &usability);
-    let chain = Chain::new(input);
+    let served = ServedChain::new(input.chain);
+    let names: Vec<&str> = input.names.iter().map(String::as_str).collect();
+    evaluate_served(input.records, &served, &names, input.now)
+}
+
+/// `evaluate` on a chain the caller has already parsed (and maybe validated with PKIX:
+/// the signatures PKIX checked are not checked again, docs/performance.md).
+pub fn evaluate_served(
+    records: &[Tlsa],
+    served: &ServedChain<'_>,
+    names: &[&str],
+    now: UnixTime,
+) -> DaneEvaluation {
+    let usability: Vec<Result<(), Unusable>> = records.iter().map(usability).collect();
+    let strongest = strongest_digests(records, &usability);
+    let chain = Chain::new(served, names, now);
 
     let mut any_usable = false;
     let mut verified = None;
-    let mut checks = Vec::with_capacity(input.records.len());
-    for (index, (record, usable)) in input.records.iter().zip(usability).enumerate() {
+    let mut checks = Vec::with_capacity(records.len());
+    for (index, (record, usable)) in records.iter().zip(usability).enumerate() {
         let (matched, authenticates, detail) = match usable {
             Err(why) => (false, false, RecordDetail::Unusable(why)),
             Ok(()) => {
@@ -244,19 +257,28 @@ fn group_mut<'s>(strongest: &'s mut Strongest, record: &Tlsa) -> Option<&'s mut 
         .get_mut(usize::from(record.selector))
 }
 
-/// The served chain with per-certificate parts and digests computed at most once.
-struct Chain<'a> {
-    input: &'a DaneInput<'a>,
+/// The served chain (parsed once by `ServedChain`) with digests computed at most once.
+struct Chain<'s, 'a> {
+    served: &'s ServedChain<'a>,
+    names: &'s [&'s str],
+    now: UnixTime,
     certs: Vec<Served<'a>>,
-    /// Whether the leaf names one of `input.names`.
+    /// Whether the leaf names one of `names`.
     leaf_named: OnceCell<bool>,
 }
 
-impl<'a> Chain<'a> {
-    fn new(input: &'a DaneInput<'a>) -> Self {
+impl<'s, 'a> Chain<'s, 'a> {
+    fn new(served: &'s ServedChain<'a>, names: &'s [&'s str], now: UnixTime) -> Self {
         Self {
-            input,
-            certs: input.chain.iter().map(Served::new).collect(),
+            served,
+            names,
+            now,
+            certs: served
+                .ders()
+                .iter()
+                .enumerate()
+                .map(|(depth, der)| Served::new(der, served.parts(depth)))
+                .collect(),
             leaf_named: OnceCell::new(),
         }
     }
@@ -289,7 +311,11 @@ impl<'a> Chain<'a> {
     /// `2 0 0`/`2 1 0` data, the record itself), the path to it verifies with dates,
     /// and the leaf names a reference identifier.
     fn check_dane_ta(&self, record: &Tlsa) -> RecordDetail {
-        let leaf = self.input.chain.first().map_or(&[][..], |der| der.as_ref());
+        let leaf = self
+            .served
+            .ders()
+            .first()
+            .map_or(&[][..], |der| der.as_ref());
         let mut failure = None;
         for (depth, served) in self.certs.iter().enumerate().skip(1) {
             // The leaf served again higher up is still the leaf, never an anchor.
@@ -314,14 +340,14 @@ impl<'a> Chain<'a> {
     }
 
     fn verify_served_anchor(&self, depth: usize, served: &Served<'a>) -> RecordDetail {
-        let chain = self.input.chain;
+        let chain = self.served.ders();
         let invalid = |reason| RecordDetail::AnchorChainInvalid { depth, reason };
-        let (Some(parts), Some(anchor_der), Some(leaf)) =
+        let (Some(parts), Some(anchor_der), Some(_)) =
             (served.parts(), chain.get(depth), chain.first())
         else {
             return invalid("malformed");
         };
-        if let Err(reason) = parts.check_validity(self.input.now) {
+        if let Err(reason) = parts.check_validity(self.now) {
             return invalid(reason);
         }
         let anchor = match webpki::anchor_from_trusted_cert(anchor_der) {
@@ -335,7 +361,10 @@ impl<'a> Chain<'a> {
             .filter(|(i, _)| *i != depth)
             .map(|(_, der)| CertificateDer::from(der.as_ref()))
             .collect();
-        match cert::verify_chain(leaf, &intermediates, &[anchor], self.input.now) {
+        match self
+            .served
+            .verify_from_leaf(&intermediates, &[anchor], self.now)
+        {
             Ok(_) => self.check_leaf_name(depth),
             Err(e) => invalid(e.reason()),
         }
@@ -344,7 +373,7 @@ impl<'a> Chain<'a> {
     /// Full `2 0 0` / `2 1 0` data not served: the record itself is the anchor (RFC 7671
     /// §5.2.3). A bare key may sign under any issuer name the served certificates carry.
     fn verify_record_anchor(&self, record: &Tlsa) -> RecordDetail {
-        let chain = self.input.chain;
+        let chain = self.served.ders();
         let Some((leaf, intermediates)) = chain.split_first() else {
             return RecordDetail::NoCertificate;
         };
@@ -373,11 +402,14 @@ impl<'a> Chain<'a> {
                     .filter_map(|issuer| cert::trust_anchor_from_spki(issuer, &record.data)),
             );
         }
-        match cert::verify_chain(leaf, intermediates, &anchors, self.input.now) {
+        match self
+            .served
+            .verify_from_leaf(intermediates, &anchors, self.now)
+        {
             Ok(depth) => {
                 if record.selector == SELECTOR_CERT {
                     let dates = cert::parts(&record.data)
-                        .map_or(Err("malformed"), |p| p.check_validity(self.input.now));
+                        .map_or(Err("malformed"), |p| p.check_validity(self.now));
                     if let Err(reason) = dates {
                         return RecordDetail::AnchorChainInvalid { depth, reason };
                     }
@@ -416,45 +448,42 @@ impl<'a> Chain<'a> {
                 // A certificate anchor signs only under its own name.
                 subject.is_none_or(|subject| served.parts().is_some_and(|p| p.issuer == subject))
             })
-            .find(|(_, served)| cert::key_signs(key, served.der))
+            .find(|(depth, _)| self.served.key_signs(key, *depth))
             .map(|(depth, _)| depth + 1)
     }
 
     /// RFC 7672 §3.2.2: after a DANE-TA anchor verifies, the leaf must name a
     /// reference identifier.
     fn check_leaf_name(&self, depth: usize) -> RecordDetail {
-        let leaf = self.input.chain.first().map_or(&[][..], |der| der.as_ref());
-        let named = *self.leaf_named.get_or_init(|| {
-            self.input
-                .names
-                .iter()
-                .any(|name| cert::name_matches(leaf, name))
-        });
+        let named = *self
+            .leaf_named
+            .get_or_init(|| self.names.iter().any(|name| self.served.leaf_names(name)));
         if named {
             RecordDetail::Matched { depth }
         } else {
             RecordDetail::NameMismatch {
                 depth,
-                names_in_cert: cert::presented_names(leaf),
+                names_in_cert: self.served.leaf_presented_names(),
             }
         }
     }
 }
 
-/// One served certificate; parts and digests are computed on first use.
+/// One served certificate; digests are computed on first use.
 struct Served<'a> {
     der: &'a [u8],
-    parts: OnceCell<Option<cert::CertParts<'a>>>,
+    /// `None` when the certificate does not parse.
+    parts: Option<cert::CertParts<'a>>,
     /// Indexed by selector.
     sha256: [OnceCell<[u8; 32]>; 2],
     sha512: [OnceCell<[u8; 64]>; 2],
 }
 
 impl<'a> Served<'a> {
-    fn new(der: &'a CertificateDer<'a>) -> Self {
+    fn new(der: &'a CertificateDer<'a>, parts: Option<cert::CertParts<'a>>) -> Self {
         Self {
             der: der.as_ref(),
-            parts: OnceCell::new(),
+            parts,
             sha256: Default::default(),
             sha512: Default::default(),
         }
@@ -462,7 +491,7 @@ impl<'a> Served<'a> {
 
     /// `None` when the certificate does not parse: it then matches nothing.
     fn parts(&self) -> Option<&cert::CertParts<'a>> {
-        self.parts.get_or_init(|| cert::parts(self.der)).as_ref()
+        self.parts.as_ref()
     }
 
     /// The certificate association data this certificate has for a selector and

@@ -39,6 +39,10 @@ pub(crate) const MAX_PROBE_CONCURRENT: i64 = 1024;
 pub(crate) const DEFAULT_RESOLV_CONF: &str = "/etc/resolv.conf";
 /// Ceiling on targets, against a config that would exhaust memory.
 pub const MAX_TARGETS: usize = 1_000_000;
+/// YAML parser budget: serde-saphyr's default (250,000 nodes) stops near 83,000
+/// `- domain:` targets; a target with a port is 5 nodes and 6 events.
+const MAX_YAML_NODES: usize = 6 * MAX_TARGETS + 100_000;
+const MAX_YAML_EVENTS: usize = 8 * MAX_TARGETS + 100_000;
 
 /// The sidecar default: probe the local MTA, no DNS needed.
 pub(crate) const EMBEDDED_DEFAULT: &str = "\
@@ -264,7 +268,13 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
     let raw: RawConfig = if text.trim().is_empty() {
         RawConfig::default()
     } else {
-        serde_saphyr::from_str(text).map_err(|e| {
+        let options = serde_saphyr::options! {
+            budget: serde_saphyr::budget! {
+                max_nodes: MAX_YAML_NODES,
+                max_events: MAX_YAML_EVENTS,
+            },
+        };
+        serde_saphyr::from_str_with_options(text, options).map_err(|e| {
             let (place, message) = Place::of_yaml_error(file, &e);
             ConfigError { place, message }
         })?
@@ -487,6 +497,18 @@ pub(crate) fn system_host_name() -> String {
 
 #[cfg(test)]
 mod tests {
+    // 100,000 domains (issue 12) must load: the YAML budget is sized from MAX_TARGETS.
+    #[test]
+    fn a_hundred_thousand_domain_targets_load() {
+        let mut text = String::from("interval: 5m\ntargets:\n");
+        for i in 0..100_000 {
+            text.push_str(&format!("  - domain: d{i:06}.example.test\n"));
+        }
+        text.push_str("  - host: mx.example.test\n    port: 25\n");
+        let cfg = super::parse(&text, "big.yml").expect("100,000 targets");
+        assert_eq!(cfg.targets.len(), 100_001);
+    }
+
     use super::*;
 
     #[test]

@@ -45,7 +45,9 @@ pub(crate) use policy::Refused;
 pub(crate) use shared::SmtpCache;
 use smtp::SmtpOptions;
 use tokio::sync::Semaphore;
-use verdict::{judge, observe};
+#[cfg(test)]
+use verdict::judge;
+use verdict::{observe, observe_and_judge};
 
 /// How long after the target deadline the last-resort timeout replaces the whole report.
 /// Every step ends at the deadline by itself; this only catches one that would not.
@@ -383,22 +385,19 @@ async fn probe_host(
         .filter(|_| hd.dane_applies)
         .unwrap_or_else(|| plan.mx.clone());
     let addresses: Vec<AddressReport> = if hd.addrs.is_empty() {
-        vec![judge(&plan, &hd, observe(ctx, None, None, None))]
+        vec![observe_and_judge(ctx, &plan, &hd, None, None, None)]
     } else {
         let mx_name = plan.mx.as_str();
+        let (plan_ref, hd_ref) = (&plan, &hd);
         let probes = hd.addrs.iter().map(|ip| {
             let sni = sni.clone();
             async move {
-                let addr = SocketAddr::new(*ip, plan.port);
+                let addr = SocketAddr::new(*ip, plan_ref.port);
                 let smtp = smtp_probe(ctx, addr, Some(sni), opts, deadline, slots).await;
-                observe(ctx, Some(*ip), Some(smtp), Some(mx_name))
+                observe_and_judge(ctx, plan_ref, hd_ref, Some(*ip), Some(smtp), Some(mx_name))
             }
         });
-        futures::future::join_all(probes)
-            .await
-            .into_iter()
-            .map(|a| judge(&plan, &hd, a))
-            .collect()
+        futures::future::join_all(probes).await
     };
     let host = HostReport {
         mx: plan.mx.clone(),

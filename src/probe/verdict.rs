@@ -7,11 +7,11 @@
 
 use std::sync::Arc;
 
-use rustls::pki_types::UnixTime;
+use rustls::pki_types::{CertificateDer, UnixTime};
 
 use super::{mx, ProbeContext};
-use crate::cert;
-use crate::dane::{self, DaneInput};
+use crate::cert::ServedChain;
+use crate::dane;
 use crate::model::report::{AddressReport, DaneStatus};
 use crate::model::smtp::SmtpReport;
 use crate::model::tlsa::{Authentication, RecordCheck, RecordDetail, Tlsa};
@@ -23,20 +23,59 @@ pub(super) fn observe(
     smtp: Option<Arc<SmtpReport>>,
     pkix_name: Option<&str>,
 ) -> AddressReport {
+    let held = smtp.clone();
+    let served = ServedChain::new(chain_of(held.as_deref()));
+    observe_served(ctx, address, smtp, pkix_name, &served)
+}
+
+/// `observe`, then `judge`, from one parse of the served chain: the facts, PKIX and the
+/// DANE-TA paths share each certificate's parse and each signature check
+/// (docs/performance.md).
+pub(super) fn observe_and_judge(
+    ctx: &ProbeContext,
+    plan: &mx::HostPlan,
+    hd: &mx::HostDns,
+    address: Option<std::net::IpAddr>,
+    smtp: Option<Arc<SmtpReport>>,
+    pkix_name: Option<&str>,
+) -> AddressReport {
+    let held = smtp.clone();
+    let served = ServedChain::new(chain_of(held.as_deref()));
+    let a = observe_served(ctx, address, smtp, pkix_name, &served);
+    judge_served(plan, hd, a, &served)
+}
+
+/// The chain the SMTP session got, leaf first; empty without TLS.
+fn chain_of(smtp: Option<&SmtpReport>) -> &[CertificateDer<'static>] {
+    smtp.and_then(|s| s.tls.as_ref())
+        .map(|t| t.chain.as_slice())
+        .unwrap_or(&[])
+}
+
+/// `observe` with `served` = the chain of `smtp`.
+fn observe_served(
+    ctx: &ProbeContext,
+    address: Option<std::net::IpAddr>,
+    smtp: Option<Arc<SmtpReport>>,
+    pkix_name: Option<&str>,
+    served: &ServedChain<'_>,
+) -> AddressReport {
     let mut certs = Vec::new();
     let mut cert_errors = Vec::new();
     let mut pkix = None;
-    if let Some(tls) = smtp.as_ref().and_then(|s| s.tls.as_ref()) {
-        for (depth, der) in tls.chain.iter().enumerate() {
-            match cert::facts(depth, der.as_ref()) {
+    if smtp.as_ref().is_some_and(|s| s.tls.is_some()) {
+        certs.reserve_exact(served.ders().len());
+        for depth in 0..served.ders().len() {
+            match served.facts(depth) {
                 Ok(f) => certs.push(f),
                 Err(e) => cert_errors.push((depth, e.to_string())),
             }
         }
         // An address target has no host name to check: no PKIX verdict (absent series).
-        if let (false, Some(name)) = (tls.chain.is_empty(), pkix_name) {
+        if let (false, Some(name)) = (served.is_empty(), pkix_name) {
             pkix = Some(
-                cert::pkix_verify(&tls.chain, &ctx.roots, name, UnixTime::now())
+                served
+                    .pkix_verify(&ctx.roots, name, UnixTime::now())
                     .map_err(|e| e.to_string()),
             );
         }
@@ -90,7 +129,20 @@ fn short_record(t: &Tlsa) -> String {
 }
 
 /// The DANE verdict for one address (RFC 7672 §2.2, §3; docs/verdict.md), as Postfix reaches it.
-pub(super) fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport) -> AddressReport {
+#[cfg(test)]
+pub(super) fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, a: AddressReport) -> AddressReport {
+    let held = a.smtp.clone();
+    let served = ServedChain::new(chain_of(held.as_deref()));
+    judge_served(plan, hd, a, &served)
+}
+
+/// `judge` with `served` = the chain of `a.smtp`.
+fn judge_served(
+    plan: &mx::HostPlan,
+    hd: &mx::HostDns,
+    mut a: AddressReport,
+    served: &ServedChain<'_>,
+) -> AddressReport {
     if let Some(why) = &hd.dns_failure {
         a.dane = Some(DaneStatus::DnsFailure);
         a.why = format!("{why}: a DANE sender defers");
@@ -109,13 +161,7 @@ pub(super) fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport)
             .unwrap_or_else(|| "no secure TLSA RRset: DANE does not apply".into());
         return a;
     }
-    let chain: &[rustls::pki_types::CertificateDer<'static>] = a
-        .smtp
-        .as_ref()
-        .and_then(|s| s.tls.as_ref())
-        .map(|t| t.chain.as_slice())
-        .unwrap_or(&[]);
-    let mut names = Vec::with_capacity(3);
+    let mut names: Vec<&str> = Vec::with_capacity(3);
     for n in [
         hd.tlsa_base.as_deref(),
         Some(plan.mx.as_str()),
@@ -124,16 +170,11 @@ pub(super) fn judge(plan: &mx::HostPlan, hd: &mx::HostDns, mut a: AddressReport)
     .into_iter()
     .flatten()
     {
-        if !names.iter().any(|x: &String| x == n) {
-            names.push(n.to_string());
+        if !names.contains(&n) {
+            names.push(n);
         }
     }
-    let eval = dane::evaluate(&DaneInput {
-        records: &hd.tlsa_records,
-        chain,
-        names: &names,
-        now: UnixTime::now(),
-    });
+    let eval = dane::evaluate_served(&hd.tlsa_records, served, &names, UnixTime::now());
     let tls_failure = match a.smtp.as_deref() {
         None => Some("no SMTP session".to_string()),
         Some(s) if s.tls.is_some() => None,
