@@ -51,7 +51,8 @@ impl EncodedReport {
         }
     }
 
-    pub(crate) fn seq(&self) -> u64 {
+    /// The order in which reports were encoded (and are served).
+    pub fn seq(&self) -> u64 {
         self.seq
     }
 

@@ -20,7 +20,7 @@ mod scrape;
 pub(crate) use exposition::wants_openmetrics;
 pub use exposition::{encode_report, render_report, EncodedReport, Exposition, ReportSource};
 pub use own::ExporterMetrics;
-pub use scrape::{Chunks, GzipStats, Scrape};
+pub use scrape::{Chunks, GzipStats, Scrape, BLOCK_TARGETS as GZIP_BLOCK_TARGETS};
 
 /// HELP suffix: values come from the last scheduled probe, never from the scrape itself.
 pub(crate) const FROM_LAST: &str = " (from the last scheduled probe)";

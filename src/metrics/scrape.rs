@@ -28,7 +28,7 @@ use super::exposition::EncodedReport;
 
 /// Targets per gzip block. Smaller blocks recompress less after a few probes but compress
 /// worse (less context) and make more segments.
-pub(crate) const BLOCK_TARGETS: u64 = 128;
+pub const BLOCK_TARGETS: u64 = 128;
 /// Size of the pieces a plain body is copied into while it is sent.
 const PIECE: usize = 256 * 1024;
 /// Segments smaller than this are copied together into one piece before they are sent.
