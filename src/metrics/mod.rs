@@ -8,8 +8,9 @@
 //! the chunks of the latest reports, family by family. A scrape of 10,000 targets is then a
 //! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
 //! record disappear with the report that carried them.
-//! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
-//! `own` (the exporter's own metrics).
+//! Files: `exposition` (chunks, scrape, negotiation), `scrape` (the body streamed in chunks,
+//! gzip from deflate segments kept between scrapes), `families` (the report families), `own`
+//! (the exporter's own metrics).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
 mod exposition;
