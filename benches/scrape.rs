@@ -16,7 +16,7 @@
 //! `BENCH_ITERS` [20], `BENCH_LEAVES` distinct leaf certificates [256].
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, Context as _, Result};
@@ -280,14 +280,29 @@ struct Stats {
     lines: usize,
 }
 
-/// The latest encoded reports, as the scheduler's store holds them.
-#[derive(Debug)]
-struct Encoded(Vec<Arc<metrics::EncodedReport>>);
+/// The latest encoded reports, as the scheduler's store holds them; the bench replaces
+/// entries as completed probes would. Each entry remembers its target index.
+#[derive(Debug, Default)]
+struct Encoded(Mutex<Vec<(usize, Arc<metrics::EncodedReport>)>>);
 
 impl metrics::ReportSource for Encoded {
     fn encoded(&self) -> Vec<Arc<metrics::EncodedReport>> {
-        self.0.clone()
+        self.0
+            .lock()
+            .map(|v| v.iter().map(|(_, e)| e.clone()).collect())
+            .unwrap_or_default()
     }
+}
+
+/// CPU time of this thread (a scrape runs on one thread: its CPU is the exporter's).
+fn thread_cpu() -> Duration {
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes one timespec to the pointer it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+    Duration::new(ts.tv_sec as u64, ts.tv_nsec as u32)
 }
 
 fn time_render(exposition: &metrics::Exposition, openmetrics: bool, iters: usize) -> Stats {
@@ -312,50 +327,107 @@ fn time_render(exposition: &metrics::Exposition, openmetrics: bool, iters: usize
     }
 }
 
+fn ms(d: Duration) -> f64 {
+    d.as_secs_f64() * 1e3
+}
+
+/// One scrape as the daemon serves it (every chunk produced, as hyper would send them):
+/// (wall, thread CPU, body bytes, gzip stats).
+fn one_scrape(
+    e: &metrics::Exposition,
+    om: bool,
+    gzip: bool,
+) -> (Duration, Duration, usize, metrics::GzipStats) {
+    let (t, c) = (Instant::now(), thread_cpu());
+    let (s, stats) = e.scrape_with_stats(om, gzip);
+    let bytes = s.chunks.map(|b| std::hint::black_box(b).len()).sum();
+    (t.elapsed(), thread_cpu() - c, bytes, stats)
+}
+
+/// Replaces `n` entries with freshly encoded reports of the same targets, as `n` probes
+/// completing between two scrapes: the oldest ones (steady state: targets come round in
+/// phase order) or random ones (the round after a restart).
+fn reprobe(source: &Encoded, served: &[Served], now: i64, n: usize, oldest: bool, rng: &mut u64) {
+    let Ok(mut v) = source.0.lock() else { return };
+    let len = v.len();
+    if len == 0 {
+        return;
+    }
+    let picks: Vec<usize> = if oldest {
+        let mut idx: Vec<usize> = (0..len).collect();
+        idx.sort_unstable_by_key(|&k| v[k].1.seq());
+        idx.truncate(n);
+        idx
+    } else {
+        (0..n)
+            .map(|_| {
+                *rng ^= *rng << 13;
+                *rng ^= *rng >> 7;
+                *rng ^= *rng << 17;
+                (*rng % len as u64) as usize
+            })
+            .collect()
+    };
+    for k in picks {
+        let i = v[k].0;
+        let r = Arc::new(report(i, &served[i % served.len()], now));
+        v[k].1 = Arc::new(metrics::encode_report(&r));
+    }
+}
+
 fn main() -> Result<()> {
     let targets = env_or("BENCH_TARGETS", 10_000)?;
     let iters = env_or("BENCH_ITERS", 20)?.max(1);
     let leaves = env_or("BENCH_LEAVES", 256)?.max(1);
+    let status_max = env_or("BENCH_STATUS_MAX", 20_000)?;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)?
         .as_secs() as i64;
 
     let served = chains(leaves)?;
     let rss0 = vm_rss_kib();
+    // What the scheduler does when each probe completes: encode the report's series once,
+    // then drop the report (kept here only for the status page part, up to BENCH_STATUS_MAX).
+    let keep = targets <= status_max;
+    let mut reports: Vec<Arc<TargetReport>> = Vec::new();
+    let mut entries = Vec::with_capacity(targets);
+    let mut enc = Duration::ZERO;
     let t = Instant::now();
-    let reports: Vec<Arc<TargetReport>> = (0..targets)
-        .map(|i| Arc::new(report(i, &served[i % served.len()], now)))
-        .collect();
+    for i in 0..targets {
+        let r = Arc::new(report(i, &served[i % served.len()], now));
+        let t0 = Instant::now();
+        entries.push((i, Arc::new(metrics::encode_report(&r))));
+        enc += t0.elapsed();
+        if keep {
+            reports.push(r);
+        }
+    }
     let built = t.elapsed();
-    let rss1 = vm_rss_kib();
+    let encoded_bytes: usize = entries.iter().map(|(_, e)| e.len()).sum();
     println!(
-        "built {targets} reports ({leaves} distinct chains) in {:.2} s; VmRSS grew by {:.1} MiB ({:.1} KiB per report, chain DER not shared)",
+        "built and encoded {targets} reports ({leaves} distinct chains) in {:.2} s; VmRSS grew by {:.1} MiB",
         built.as_secs_f64(),
-        (rss1 - rss0) as f64 / 1024.0,
-        (rss1 - rss0) as f64 / targets.max(1) as f64
+        (vm_rss_kib() - rss0) as f64 / 1024.0,
     );
-
-    // What the scheduler does when each probe completes: encode the report's series once.
-    let t = Instant::now();
-    let encoded: Vec<Arc<metrics::EncodedReport>> = reports
-        .iter()
-        .map(|r| Arc::new(metrics::encode_report(r)))
-        .collect();
-    let enc = t.elapsed();
     println!(
-        "encoded {targets} reports at probe time in {:.1} ms ({:.1} us per report, {:.1} KiB per report)",
-        enc.as_secs_f64() * 1e3,
+        "encoded {targets} reports at probe time in {:.1} ms ({:.1} us per report, {:.2} KiB per report)",
+        ms(enc),
         enc.as_secs_f64() * 1e6 / targets.max(1) as f64,
-        encoded.iter().map(|e| e.len()).sum::<usize>() as f64 / 1024.0 / targets.max(1) as f64
+        encoded_bytes as f64 / 1024.0 / targets.max(1) as f64
     );
-    time_status_page(&reports, now, iters);
+    if keep {
+        time_status_page(&reports, now, iters);
+    } else {
+        println!("status page: skipped above BENCH_STATUS_MAX={status_max} targets");
+    }
     drop(reports);
     let em = Arc::new(ExporterMetrics::default());
     em.targets.set(targets as i64);
-    let exposition = metrics::Exposition::new(em.registry(), Arc::new(Encoded(encoded)));
+    let source = Arc::new(Encoded(Mutex::new(entries)));
+    let exposition = metrics::Exposition::new(em.registry(), source.clone());
 
     println!();
-    println!("/metrics render of {targets} targets (2 MX x 1 address, 2 certs, 2 TLSA, 7 lookups each), {iters} iterations:");
+    println!("/metrics render of {targets} targets into one buffer (2 MX x 1 address, 2 certs, 2 TLSA, 7 lookups each), {iters} iterations:");
     println!();
     println!("| format | min ms | median ms | max ms | body MiB | samples | VmRSS growth MiB | goal <= 50 ms |");
     println!("|---|---|---|---|---|---|---|---|");
@@ -365,9 +437,9 @@ fn main() -> Result<()> {
         let grew = vm_rss_kib() - before;
         println!(
             "| {name} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {} |",
-            s.min.as_secs_f64() * 1e3,
-            s.median.as_secs_f64() * 1e3,
-            s.max.as_secs_f64() * 1e3,
+            ms(s.min),
+            ms(s.median),
+            ms(s.max),
             s.bytes as f64 / 1048576.0,
             s.lines,
             grew as f64 / 1024.0,
@@ -380,7 +452,7 @@ fn main() -> Result<()> {
     }
 
     println!();
-    println!("gzip of the body (transport::gzip, fastest level), {iters} iterations:");
+    println!("(b) gzip of the whole body per scrape (transport::gzip, fastest level), {iters} iterations:");
     println!();
     println!("| format | body MiB | gzip MiB | ratio | min ms | median ms | max ms |");
     println!("|---|---|---|---|---|---|---|");
@@ -401,11 +473,100 @@ fn main() -> Result<()> {
             body.len() as f64 / 1048576.0,
             zipped as f64 / 1048576.0,
             body.len() as f64 / zipped.max(1) as f64,
-            times[0].as_secs_f64() * 1e3,
-            times[times.len() / 2].as_secs_f64() * 1e3,
-            times[times.len() - 1].as_secs_f64() * 1e3,
+            ms(times[0]),
+            ms(times[times.len() / 2]),
+            ms(times[times.len() - 1]),
         );
     }
+
+    // The daemon's path: metrics::Exposition::scrape, every chunk produced.
+    let (plain, _) = exposition.render(true);
+    let z = exposition.scrape(true, true).collect();
+    let mut inflated = String::new();
+    std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(&z[..]), &mut inflated)?;
+    if inflated != plain {
+        return Err(anyhow!(
+            "the gzip scrape does not inflate to the plain body"
+        ));
+    }
+    drop((plain, inflated, z));
+    println!();
+    println!(
+        "/metrics as the daemon serves it (`Exposition::scrape`: chunks streamed; gzip from the segment cache, blocks of {} targets), OpenMetrics, {iters} iterations each; the gzip body inflates to the plain one: checked",
+        metrics::GZIP_BLOCK_TARGETS
+    );
+    println!();
+    println!("| scrape | CPU ms median (min-max) | wall ms median | body MiB | blocks compressed / all |");
+    println!("|---|---|---|---|---|");
+    let mut rng = 0x9e37_79b9_7f4a_7c15_u64;
+    // (name, gzip, share of targets re-probed before the scrape, oldest first?)
+    type Case<'a> = (&'a str, bool, Option<(f64, bool)>);
+    let cases: [Case; 6] = [
+        ("plain, streamed", false, None),
+        ("gzip, cold cache (first scrape)", true, Some((1.0, false))),
+        ("gzip, nothing changed", true, Some((0.0, true))),
+        (
+            "gzip, 5% re-probed, oldest first (steady state, 15 s scrapes, 5m interval)",
+            true,
+            Some((0.05, true)),
+        ),
+        (
+            "gzip, 10% re-probed, oldest first (30 s scrapes, 5m interval)",
+            true,
+            Some((0.10, true)),
+        ),
+        (
+            "gzip, 5% re-probed at random (the round after a restart)",
+            true,
+            Some((0.05, false)),
+        ),
+    ];
+    for (name, gzip, change) in cases {
+        let mut cpu = Vec::with_capacity(iters);
+        let mut wall = Vec::with_capacity(iters);
+        let (mut bytes, mut st) = (0, metrics::GzipStats::default());
+        for _ in 0..iters {
+            let (w, c, b, s) = match change {
+                Some((f, _)) if f >= 1.0 => {
+                    // A fresh exposition: nothing cached.
+                    let e = metrics::Exposition::new(em.registry(), source.clone());
+                    one_scrape(&e, true, gzip)
+                }
+                Some((f, oldest)) => {
+                    // Warm the cache, then let the probes complete.
+                    let _ = one_scrape(&exposition, true, gzip);
+                    let n = (targets as f64 * f) as usize;
+                    reprobe(&source, &served, now, n, oldest, &mut rng);
+                    one_scrape(&exposition, true, gzip)
+                }
+                None => one_scrape(&exposition, true, gzip),
+            };
+            (bytes, st) = (b, s);
+            cpu.push(c);
+            wall.push(w);
+        }
+        cpu.sort_unstable();
+        wall.sort_unstable();
+        println!(
+            "| {name} | {:.1} ({:.1}-{:.1}) | {:.1} | {:.2} | {} |",
+            ms(cpu[cpu.len() / 2]),
+            ms(cpu[0]),
+            ms(cpu[cpu.len() - 1]),
+            ms(wall[wall.len() / 2]),
+            bytes as f64 / 1048576.0,
+            if gzip {
+                format!("{} / {}", st.compressed, st.blocks)
+            } else {
+                "-".into()
+            }
+        );
+    }
+    println!();
+    println!(
+        "gzip segment cache: {:.2} MiB held ({:.2} KiB per target)",
+        exposition.gzip_cache_bytes() as f64 / 1048576.0,
+        exposition.gzip_cache_bytes() as f64 / 1024.0 / targets.max(1) as f64
+    );
     Ok(())
 }
 

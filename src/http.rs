@@ -17,12 +17,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use http_body_util::Full;
-use hyper::body::{Bytes, Incoming};
-use hyper::header::{
-    HeaderMap, HeaderValue, ACCEPT, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, RETRY_AFTER,
-    VARY,
-};
+use hyper::body::Incoming;
+use hyper::header::{HeaderValue, ACCEPT, ACCEPT_ENCODING, RETRY_AFTER};
 use hyper::service::service_fn;
 use hyper::{Method, Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
@@ -41,7 +37,7 @@ use crate::scheduler::Scheduler;
 use crate::status::{self, WebPrefix};
 use crate::target::NextHop;
 use crate::text::render_text;
-use crate::transport::{self, DeadlineIo, Limits, HEADER_READ_TIMEOUT};
+use crate::transport::{self, metric_response, text, DeadlineIo, Limits, HEADER_READ_TIMEOUT};
 use crate::webconfig::{self, Authorization, WebConfig, WebState};
 
 /// Longest accepted request head (hyper's minimum is 8 KiB); requests are tiny.
@@ -57,55 +53,7 @@ pub struct App {
     pub prefix: WebPrefix,
 }
 
-type Resp = Response<Full<Bytes>>;
-
-fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Resp {
-    let mut r = Response::new(Full::new(body.into()));
-    *r.status_mut() = status;
-    if let Ok(v) = ctype.parse() {
-        r.headers_mut().insert(CONTENT_TYPE, v);
-    }
-    r
-}
-
-/// Bodies larger than this are compressed off the async workers.
-const GZIP_INLINE_MAX: usize = 256 * 1024;
-
-/// A metric endpoint's 200 response: gzip when the request accepts it, `Vary` always.
-async fn metric_response(headers: &HeaderMap, ctype: &str, body: String) -> Resp {
-    let accept = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
-    let mut r = if transport::accepts_gzip(accept) {
-        let bytes = body.into_bytes();
-        let zipped = if bytes.len() <= GZIP_INLINE_MAX {
-            Ok(transport::gzip(&bytes).map_err(|_| bytes))
-        } else {
-            tokio::task::spawn_blocking(move || transport::gzip(&bytes).map_err(|_| bytes)).await
-        };
-        match zipped {
-            Ok(Ok(z)) => {
-                let mut r = text(StatusCode::OK, ctype, z);
-                r.headers_mut()
-                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
-                r
-            }
-            // Writing into memory does not fail; if it did, send the body as it is.
-            Ok(Err(bytes)) => text(StatusCode::OK, ctype, bytes),
-            Err(e) => {
-                warn!(error = %e, "compressing a response failed");
-                text(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "text/plain; charset=utf-8",
-                    "compression failed\n",
-                )
-            }
-        }
-    } else {
-        text(StatusCode::OK, ctype, body)
-    };
-    r.headers_mut()
-        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
-    r
-}
+type Resp = Response<transport::Body>;
 
 /// Decodes `application/x-www-form-urlencoded` query parameters.
 pub fn query_params(q: &str) -> Vec<(String, String)> {
@@ -165,8 +113,18 @@ async fn handle(app: Arc<App>, req: Request<Incoming>) -> Result<Resp, Infallibl
         (&Method::GET | &Method::HEAD, "/metrics") => {
             app.scheduler.refresh_stats();
             let om = wants_openmetrics(req.headers().get(ACCEPT).and_then(|v| v.to_str().ok()));
-            let (body, ctype) = app.exposition.render(om);
-            metric_response(req.headers(), ctype, body).await
+            let accept = req.headers().get(ACCEPT_ENCODING);
+            let gz = transport::accepts_gzip(accept.and_then(|v| v.to_str().ok()));
+            // gzip compresses the blocks that changed since the last scrape: off the workers.
+            let a = app.clone();
+            match tokio::task::spawn_blocking(move || a.exposition.scrape(om, gz)).await {
+                Ok(s) => transport::scrape_response(s),
+                Err(e) => {
+                    warn!(error = %e, "rendering a scrape failed");
+                    let ctype = "text/plain; charset=utf-8";
+                    text(StatusCode::INTERNAL_SERVER_ERROR, ctype, "scrape failed\n")
+                }
+            }
         }
         (&Method::GET, "/probe") => probe(&app, &req).await,
         (&Method::GET | &Method::HEAD, "/-/healthy") => {

@@ -3,18 +3,107 @@
 //!
 //! Owns: [`Limits`] (`--web.max-connections`, the write deadline), the IO adapter that
 //! drops a client which does not read its response in time (hyper has no write timeout),
-//! `Accept-Encoding` negotiation and compression (flate2 at its fastest level).
+//! `Accept-Encoding` negotiation and compression (flate2 at its fastest level), response
+//! bodies: whole ([`full`]) or a scrape streamed chunk by chunk ([`scrape_response`]; the
+//! gzip of `/metrics` comes from `metrics`' segment cache).
 //! Not here: routing and the accept loop (`http`), TLS settings (`webconfig`).
 //! RFC 9110 §12.5.3 Accept-Encoding, §12.4.2 quality values; RFC 1952 gzip.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io::{self, IoSlice, Write};
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
+use bytes::Bytes;
+use http_body_util::{combinators::BoxBody, BodyExt, Full, StreamBody};
+use hyper::body::Frame;
+use hyper::header::{
+    HeaderMap, HeaderValue, ACCEPT_ENCODING, CONTENT_ENCODING, CONTENT_TYPE, VARY,
+};
+use hyper::{Response, StatusCode};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
+use tracing::warn;
+
+use crate::metrics::Scrape;
+
+/// A response body: one buffer, or chunks produced while it is sent.
+pub type Body = BoxBody<Bytes, Infallible>;
+
+/// A body of one buffer.
+pub fn full(body: impl Into<Bytes>) -> Body {
+    Full::new(body.into()).boxed()
+}
+
+/// A response of one buffer with a content type.
+pub(crate) fn text(status: StatusCode, ctype: &str, body: impl Into<Bytes>) -> Response<Body> {
+    let mut r = Response::new(full(body));
+    *r.status_mut() = status;
+    if let Ok(v) = ctype.parse() {
+        r.headers_mut().insert(CONTENT_TYPE, v);
+    }
+    r
+}
+
+/// A `/metrics` scrape as a 200 response whose body is sent as its chunks come (no
+/// body-sized buffer); `Content-Encoding: gzip` when the scrape is gzip, `Vary` always.
+pub(crate) fn scrape_response(s: Scrape) -> Response<Body> {
+    let frames = futures::stream::iter(s.chunks.map(|b| Ok::<_, Infallible>(Frame::data(b))));
+    let mut r = Response::new(StreamBody::new(frames).boxed());
+    let h = r.headers_mut();
+    h.insert(CONTENT_TYPE, HeaderValue::from_static(s.content_type));
+    if s.gzip {
+        h.insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+    }
+    h.insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    r
+}
+
+/// Bodies larger than this are compressed off the async workers.
+const GZIP_INLINE_MAX: usize = 256 * 1024;
+
+/// A metric endpoint's 200 response of one body (`/probe`): gzip when the request accepts
+/// it, `Vary` always.
+pub(crate) async fn metric_response(
+    headers: &HeaderMap,
+    ctype: &str,
+    body: String,
+) -> Response<Body> {
+    let accept = headers.get(ACCEPT_ENCODING).and_then(|v| v.to_str().ok());
+    let mut r = if accepts_gzip(accept) {
+        let bytes = body.into_bytes();
+        let zipped = if bytes.len() <= GZIP_INLINE_MAX {
+            Ok(gzip(&bytes).map_err(|_| bytes))
+        } else {
+            tokio::task::spawn_blocking(move || gzip(&bytes).map_err(|_| bytes)).await
+        };
+        match zipped {
+            Ok(Ok(z)) => {
+                let mut r = text(StatusCode::OK, ctype, z);
+                r.headers_mut()
+                    .insert(CONTENT_ENCODING, HeaderValue::from_static("gzip"));
+                r
+            }
+            // Writing into memory does not fail; if it did, send the body as it is.
+            Ok(Err(bytes)) => text(StatusCode::OK, ctype, bytes),
+            Err(e) => {
+                warn!(error = %e, "compressing a response failed");
+                text(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "text/plain; charset=utf-8",
+                    "compression failed\n",
+                )
+            }
+        }
+    } else {
+        text(StatusCode::OK, ctype, body)
+    };
+    r.headers_mut()
+        .insert(VARY, HeaderValue::from_static("Accept-Encoding"));
+    r
+}
 
 /// Connections served at once (`--web.max-connections`); beyond it accept waits, and the
 /// kernel's listen backlog holds further clients until a connection ends.

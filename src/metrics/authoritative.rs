@@ -137,6 +137,42 @@ mod tests {
         );
     }
 
+    /// The served scrape (streamed plain and gzip from the segment cache), not only the
+    /// one-buffer render, writes each shared serial series once.
+    #[test]
+    fn served_scrapes_write_each_serial_series_once() {
+        use std::io::Read;
+        #[derive(Debug)]
+        struct Two(Vec<Arc<crate::metrics::EncodedReport>>);
+        impl crate::metrics::ReportSource for Two {
+            fn encoded(&self) -> Vec<Arc<crate::metrics::EncodedReport>> {
+                self.0.clone()
+            }
+        }
+        let two = Two(vec![
+            Arc::new(encode_report(&Arc::new(with_sync("a.example.test", 6)))),
+            Arc::new(encode_report(&Arc::new(with_sync("b.example.test", 7)))),
+        ]);
+        let e = crate::metrics::Exposition::new(
+            prometheus_client::registry::Registry::default(),
+            Arc::new(two),
+        );
+        for om in [true, false] {
+            let serials = |body: &str| {
+                body.lines()
+                    .filter(|l| l.starts_with("mailtls_authoritative_serial{"))
+                    .count()
+            };
+            let plain = String::from_utf8(e.scrape(om, false).collect()).unwrap();
+            assert_eq!(serials(&plain), 2, "{plain}");
+            let mut gz = String::new();
+            flate2::read::GzDecoder::new(&e.scrape(om, true).collect()[..])
+                .read_to_string(&mut gz)
+                .unwrap();
+            assert_eq!(gz, plain);
+        }
+    }
+
     #[test]
     fn targets_sharing_a_zone_write_each_serial_series_once() {
         // Two targets, same zone, probed at different times (different serials seen): one

@@ -5,14 +5,15 @@
 //!
 //! Not here: which families exist (`families`), the exporter's own metrics (`own`).
 
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::DescriptorEncoder;
 use prometheus_client::registry::Registry;
 
 use super::families::encode_reports;
+use super::scrape::{self, GzipCache, GzipStats, Scrape};
 use super::FROM_LAST;
 use crate::model::report::TargetReport;
 
@@ -27,7 +28,13 @@ pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 pub struct EncodedReport {
     text: Box<str>,
     ends: Box<[u32]>,
+    /// Taken from a process-wide counter when encoded: unique, increasing. Scrapes serve
+    /// reports in this order and the gzip segment cache recognises unchanged blocks by it.
+    seq: u64,
 }
+
+/// The next `EncodedReport::seq`.
+static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 
 impl EncodedReport {
     fn new(chunks: Vec<String>) -> Self {
@@ -40,11 +47,17 @@ impl EncodedReport {
         Self {
             text: text.into_boxed_str(),
             ends: ends.into_boxed_slice(),
+            seq: NEXT_SEQ.fetch_add(1, Ordering::Relaxed),
         }
     }
 
+    /// The order in which reports were encoded (and are served).
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
     /// The sample lines of family `i`.
-    fn chunk(&self, i: usize) -> &str {
+    pub(crate) fn chunk(&self, i: usize) -> &str {
         let start = match i {
             0 => 0,
             _ => self.ends.get(i - 1).copied().unwrap_or(0) as usize,
@@ -129,6 +142,8 @@ pub struct Exposition {
     pub(crate) own: Registry,
     pub(crate) source: Arc<dyn ReportSource>,
     last_len: AtomicUsize,
+    /// Deflate segments of the report families, kept between gzip scrapes (`scrape`).
+    gzip: Mutex<GzipCache>,
 }
 
 impl Exposition {
@@ -137,33 +152,71 @@ impl Exposition {
             own,
             source,
             last_len: AtomicUsize::new(64 * 1024),
+            gzip: Mutex::new(GzipCache::default()),
         }
     }
 
-    /// The body in the negotiated format, and its content type.
-    pub fn render(&self, openmetrics: bool) -> (String, &'static str) {
-        let reports = self.source.encoded();
-        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
+    /// The exporter's own metrics in the negotiated format, the latest reports in serving
+    /// order, the tail and the content type.
+    fn parts(
+        &self,
+        openmetrics: bool,
+    ) -> (
+        String,
+        Vec<Arc<EncodedReport>>,
+        Option<&'static str>,
+        &'static str,
+    ) {
+        let mut reports = self.source.encoded();
+        scrape::serving_order(&mut reports);
         let mut own = String::with_capacity(4096);
         if prometheus_client::encoding::text::encode_registry(&mut own, &self.own).is_err() {
             own.clear();
         }
         if openmetrics {
-            out.push_str(&own);
+            (own, reports, Some("# EOF\n"), OPENMETRICS_CONTENT_TYPE)
         } else {
-            out.push_str(&openmetrics_to_text(&own));
+            (openmetrics_to_text(&own), reports, None, TEXT_CONTENT_TYPE)
         }
+    }
+
+    /// The body in the negotiated format, in one buffer, and its content type.
+    pub fn render(&self, openmetrics: bool) -> (String, &'static str) {
+        let (own, reports, tail, ctype) = self.parts(openmetrics);
+        let mut out = String::with_capacity(self.last_len.load(Ordering::Relaxed) + 4096);
+        out.push_str(&own);
         assemble(&mut out, &reports);
-        if openmetrics {
-            out.push_str("# EOF\n");
-        }
+        out.extend(tail);
         self.last_len.store(out.len(), Ordering::Relaxed);
-        let ctype = if openmetrics {
-            OPENMETRICS_CONTENT_TYPE
-        } else {
-            TEXT_CONTENT_TYPE
-        };
         (out, ctype)
+    }
+
+    /// The body as chunks made while it is sent: plain, or gzip from the segment cache
+    /// (compressing the blocks that changed since the last gzip scrape: run it where
+    /// blocking is allowed).
+    pub fn scrape(&self, openmetrics: bool, gzip: bool) -> Scrape {
+        self.scrape_with_stats(openmetrics, gzip).0
+    }
+
+    /// [`Self::scrape`], and for gzip how many blocks were reused or compressed.
+    pub fn scrape_with_stats(&self, openmetrics: bool, gzip: bool) -> (Scrape, GzipStats) {
+        let (own, reports, tail, ctype) = self.parts(openmetrics);
+        if !gzip {
+            let s = scrape::plain(ctype, own, headers(), reports, tail);
+            return (s, GzipStats::default());
+        }
+        // The cache holds only segments: a panic while it was held leaves whole entries
+        // behind, which are checked against the reports before reuse.
+        let mut cache = self.gzip.lock().unwrap_or_else(PoisonError::into_inner);
+        cache.scrape(ctype, &own, headers(), &reports, tail)
+    }
+
+    /// Compressed bytes kept for gzip scrapes.
+    pub fn gzip_cache_bytes(&self) -> usize {
+        self.gzip
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .bytes()
     }
 }
 
@@ -300,6 +353,100 @@ mod tests {
         assemble(&mut without_a, &encoded[1..]);
         assert!(!without_a.contains("a.test\""));
         assert!(without_a.contains("# TYPE mailtls_mx_info gauge"));
+    }
+
+    /// The latest encoded reports, replaced by a test as the scheduler would.
+    #[derive(Debug, Default)]
+    struct Latest(std::sync::Mutex<Vec<Arc<EncodedReport>>>);
+
+    impl ReportSource for Latest {
+        fn encoded(&self) -> Vec<Arc<EncodedReport>> {
+            self.0.lock().unwrap().clone()
+        }
+    }
+
+    fn gunzip(z: &[u8]) -> String {
+        use std::io::Read;
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(z)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    /// Both formats: the streamed plain body and the gzip body from the segment cache
+    /// inflate to exactly what `render` builds in one buffer; returns the stats of the
+    /// first gzip scrape (the second, in the other format, reuses every block).
+    fn assert_scrapes_agree(e: &Exposition) -> GzipStats {
+        let mut first = None;
+        for om in [true, false] {
+            let (whole, ctype) = e.render(om);
+            let plain = e.scrape(om, false);
+            assert!(!plain.gzip);
+            assert_eq!(plain.content_type, ctype);
+            assert_eq!(String::from_utf8(plain.collect()).unwrap(), whole);
+            let (z, stats) = e.scrape_with_stats(om, true);
+            assert!(z.gzip);
+            assert_eq!(gunzip(&z.collect()), whole);
+            if first.is_some() {
+                assert_eq!(stats.compressed, 0, "{stats:?}");
+            }
+            first.get_or_insert(stats);
+        }
+        first.unwrap_or_default()
+    }
+
+    #[test]
+    fn gzip_scrapes_reuse_unchanged_blocks_and_always_inflate_to_the_plain_body() {
+        let latest = Arc::new(Latest::default());
+        let source: Arc<dyn ReportSource> = latest.clone();
+        let e = Exposition::new(Registry::default(), source);
+        // No reports: headers only.
+        assert_scrapes_agree(&e);
+        let encode = |i: usize| {
+            let name = format!("t{i}.test");
+            let mx = format!("mx.{name}");
+            Arc::new(encode_report(&report(&name, &[(10, &mx)])))
+        };
+        let n = 3 * scrape::BLOCK_TARGETS as usize + 17;
+        *latest.0.lock().unwrap() = (0..n).map(encode).collect();
+        let first = assert_scrapes_agree(&e);
+        assert!(first.blocks >= 4, "{first:?}");
+        // Nothing changed since the last gzip scrape: every block is reused.
+        let again = assert_scrapes_agree(&e);
+        assert_eq!(again.compressed, 0, "{again:?}");
+        assert_eq!(again.blocks, first.blocks);
+        // One target probed again: its old block and the newest block are compressed; its
+        // series are there once, not twice.
+        let count = |body: &str| body.matches("target=\"t5.test\"").count();
+        let before = count(&e.render(true).0);
+        latest.0.lock().unwrap()[5] = encode(5);
+        let one = assert_scrapes_agree(&e);
+        assert!((1..=2).contains(&one.compressed), "{one:?}");
+        let body = gunzip(&e.scrape(true, true).collect());
+        assert!(
+            before > 0 && count(&body) == before,
+            "{before} {}",
+            count(&body)
+        );
+        // A target removed (reload): its block changes, its series go.
+        latest.0.lock().unwrap().remove(7);
+        let removed = assert_scrapes_agree(&e);
+        assert_eq!(removed.compressed, 1, "{removed:?}");
+        assert!(!gunzip(&e.scrape(false, true).collect()).contains("\"t7.test\""));
+        assert!(e.gzip_cache_bytes() > 0);
+    }
+
+    #[test]
+    fn scrapes_serve_reports_in_the_order_they_were_encoded() {
+        let a = Arc::new(encode_report(&report("a.test", &[])));
+        let b = Arc::new(encode_report(&report("b.test", &[])));
+        let latest = Arc::new(Latest::default());
+        *latest.0.lock().unwrap() = vec![b, a];
+        let e = Exposition::new(Registry::default(), latest.clone());
+        let (body, _) = e.render(true);
+        let (pa, pb) = (body.find("\"a.test\""), body.find("\"b.test\""));
+        assert!(pa.is_some() && pa < pb, "{body}");
     }
 
     #[test]

@@ -8,8 +8,9 @@
 //! the chunks of the latest reports, family by family. A scrape of 10,000 targets is then a
 //! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
 //! record disappear with the report that carried them.
-//! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
-//! `own` (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
+//! Files: `exposition` (chunks, scrape, negotiation), `scrape` (the body streamed in chunks,
+//! gzip from deflate segments kept between scrapes), `families` (the report families), `own`
+//! (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
 //! certificates, TLSA timing), `authoritative` (the authoritative-server families).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
@@ -18,11 +19,13 @@ mod exposition;
 mod families;
 mod own;
 mod rollover;
+mod scrape;
 mod shard;
 
 pub(crate) use exposition::wants_openmetrics;
 pub use exposition::{encode_report, render_report, EncodedReport, Exposition, ReportSource};
 pub use own::ExporterMetrics;
+pub use scrape::{Chunks, GzipStats, Scrape, BLOCK_TARGETS as GZIP_BLOCK_TARGETS};
 
 /// HELP suffix: values come from the last scheduled probe, never from the scrape itself.
 pub(crate) const FROM_LAST: &str = " (from the last scheduled probe)";

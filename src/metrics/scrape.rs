@@ -1,0 +1,464 @@
+//! A `/metrics` body as a stream of chunks, never one body-sized buffer: the plain
+//! exposition copied piece by piece out of the encoded reports while the client reads, or
+//! gzip assembled from deflate segments that are compressed once and kept between scrapes.
+//!
+//! gzip (RFC 1952) of one member whose deflate stream (RFC 1951) is a concatenation of
+//! independently compressed segments, each ending in a sync flush (an empty stored block,
+//! not final), then one final empty block; the CRC-32 of the whole is combined from the
+//! segments' CRCs (as pigz does). A segment is the sample lines of one family for one
+//! *block* of targets: the reports whose sequence number (`EncodedReport::seq`, taken when
+//! the report was encoded) falls in one `BLOCK_TARGETS`-wide range. Reports are served in
+//! sequence order, so the targets probed since the last scrape sit in the newest blocks
+//! and the blocks they left; every other block's segments are reused as they are. With the
+//! scheduler's fixed phases, a target's slot comes round in the same order every interval,
+//! so from the third round on the blocks that change between two scrapes are few and
+//! contiguous (docs/performance.md, "Scrape").
+//! Samples of one family stay grouped (OpenMetrics forbids interleaving): the body is
+//! family by family, each family's header segment, then that family's segment of every block.
+//!
+//! Not here: encoding the chunks (`exposition`), negotiation and HTTP (`transport`, `http`).
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use flate2::{Compress, Compression, FlushCompress};
+
+use super::exposition::EncodedReport;
+
+/// Targets per gzip block. Smaller blocks recompress less after a few probes but compress
+/// worse (less context) and make more segments.
+pub const BLOCK_TARGETS: u64 = 128;
+/// Size of the pieces a plain body is copied into while it is sent.
+const PIECE: usize = 256 * 1024;
+/// Segments smaller than this are copied together into one piece before they are sent.
+const COALESCE: usize = 64 * 1024;
+/// gzip member header: magic, deflate, no flags, no mtime, no extra flags, OS unknown.
+const GZIP_HEADER: [u8; 10] = [0x1f, 0x8b, 8, 0, 0, 0, 0, 0, 0, 255];
+/// A final, empty fixed-Huffman deflate block: BFINAL=1, BTYPE=01, end-of-block (7 zero bits).
+const FINAL_BLOCK: [u8; 2] = [0x03, 0x00];
+
+/// One scrape's body.
+pub struct Scrape {
+    pub content_type: &'static str,
+    /// The chunks are a gzip stream (`Content-Encoding: gzip`).
+    pub gzip: bool,
+    pub chunks: Chunks,
+}
+
+impl Scrape {
+    /// The whole body in one buffer (tests, benchmarks).
+    pub fn collect(self) -> Vec<u8> {
+        self.chunks.fold(Vec::new(), |mut v, c| {
+            v.extend_from_slice(&c);
+            v
+        })
+    }
+}
+
+/// The body's chunks, produced while the body is sent.
+pub struct Chunks(Inner);
+
+enum Inner {
+    Plain(Plain),
+    Segments(std::vec::IntoIter<Bytes>),
+}
+
+impl Iterator for Chunks {
+    type Item = Bytes;
+    fn next(&mut self) -> Option<Bytes> {
+        match &mut self.0 {
+            Inner::Plain(p) => p.next(),
+            Inner::Segments(s) => coalesce(s),
+        }
+    }
+}
+
+/// Small segments go out together: one copy of a few KiB instead of a frame each.
+fn coalesce(segs: &mut std::vec::IntoIter<Bytes>) -> Option<Bytes> {
+    let first = segs.next()?;
+    if first.len() >= COALESCE || segs.as_slice().first().is_none_or(|s| s.len() >= COALESCE) {
+        return Some(first);
+    }
+    let mut buf = Vec::with_capacity(COALESCE * 2);
+    buf.extend_from_slice(&first);
+    while buf.len() < COALESCE {
+        match segs.as_slice().first() {
+            Some(s) if s.len() < COALESCE => {
+                buf.extend_from_slice(s);
+                segs.next();
+            }
+            _ => break,
+        }
+    }
+    Some(Bytes::from(buf))
+}
+
+/// The plain body: the exporter's own metrics, then family by family its header and every
+/// report's chunk, then the tail (`# EOF` for OpenMetrics).
+struct Plain {
+    head: Option<Bytes>,
+    headers: &'static [String],
+    reports: Vec<Arc<EncodedReport>>,
+    family: usize,
+    /// Next report of `family`; `None`: the family's header comes next.
+    report: Option<usize>,
+    tail: Option<&'static str>,
+}
+
+impl Plain {
+    fn next(&mut self) -> Option<Bytes> {
+        if let Some(h) = self.head.take() {
+            return Some(h);
+        }
+        let mut buf = String::with_capacity(PIECE + 16 * 1024);
+        while buf.len() < PIECE {
+            let Some(header) = self.headers.get(self.family) else {
+                if let Some(t) = self.tail.take() {
+                    buf.push_str(t);
+                }
+                break;
+            };
+            match self.report {
+                None => {
+                    buf.push_str(header);
+                    self.report = Some(0);
+                }
+                Some(_) if Some(self.family) == shared_family(self.headers) => {
+                    buf.push_str(&shared_chunk(&self.reports, self.family));
+                    self.family += 1;
+                    self.report = None;
+                }
+                Some(i) => match self.reports.get(i) {
+                    Some(r) => {
+                        buf.push_str(r.chunk(self.family));
+                        self.report = Some(i + 1);
+                    }
+                    None => {
+                        self.family += 1;
+                        self.report = None;
+                    }
+                },
+            }
+        }
+        (!buf.is_empty()).then(|| Bytes::from(buf))
+    }
+}
+
+/// A plain body over `reports` (already in serving order).
+pub(crate) fn plain(
+    content_type: &'static str,
+    head: String,
+    headers: &'static [String],
+    reports: Vec<Arc<EncodedReport>>,
+    tail: Option<&'static str>,
+) -> Scrape {
+    Scrape {
+        content_type,
+        gzip: false,
+        chunks: Chunks(Inner::Plain(Plain {
+            head: Some(Bytes::from(head)),
+            headers,
+            reports,
+            family: 0,
+            report: None,
+            tail,
+        })),
+    }
+}
+
+/// Serving order: by the sequence in which the reports were encoded.
+pub(crate) fn serving_order(reports: &mut [Arc<EncodedReport>]) {
+    reports.sort_unstable_by_key(|r| r.seq());
+}
+
+/// Raw deflate data ending in a sync flush, with the CRC-32 and length of what it inflates to.
+#[derive(Clone)]
+struct Segment {
+    data: Bytes,
+    crc: crc32fast::Hasher,
+}
+
+/// One block's segments (one per family) and which reports they hold.
+struct Block {
+    seqs: Box<[u64]>,
+    families: Box<[Segment]>,
+}
+
+/// Deflate segments kept between scrapes, and the compressor they are made with.
+pub(crate) struct GzipCache {
+    deflate: Compress,
+    scratch: Vec<u8>,
+    /// Per family: its header lines, compressed once.
+    headers: Vec<Segment>,
+    blocks: HashMap<u64, Block>,
+}
+
+impl std::fmt::Debug for GzipCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GzipCache")
+            .field("blocks", &self.blocks.len())
+            .field("bytes", &self.bytes())
+            .finish()
+    }
+}
+
+/// What one gzip scrape reused and what it compressed (for the benchmark).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GzipStats {
+    pub blocks: usize,
+    pub compressed: usize,
+}
+
+impl Default for GzipCache {
+    fn default() -> Self {
+        Self {
+            deflate: Compress::new(Compression::fast(), false),
+            scratch: Vec::new(),
+            headers: Vec::new(),
+            blocks: HashMap::new(),
+        }
+    }
+}
+
+impl GzipCache {
+    /// Compressed bytes held.
+    pub(crate) fn bytes(&self) -> usize {
+        self.blocks
+            .values()
+            .flat_map(|b| b.families.iter())
+            .chain(&self.headers)
+            .map(|s| s.data.len())
+            .sum()
+    }
+
+    /// `data` as one segment. A compressor writing into memory does not fail; if it did,
+    /// the segment is stored uncompressed (stored blocks), which is still valid deflate.
+    fn segment(&mut self, data: &[u8]) -> Segment {
+        let mut crc = crc32fast::Hasher::new();
+        crc.update(data);
+        self.deflate.reset();
+        let mut out = Vec::with_capacity(data.len() / 6 + 64);
+        let data = match deflate_sync(&mut self.deflate, data, &mut out) {
+            Ok(()) => out,
+            Err(_) => stored_blocks(data),
+        };
+        Segment {
+            data: Bytes::from(data),
+            crc,
+        }
+    }
+
+    /// The gzip body: `head` (the exporter's own metrics, compressed now), the report
+    /// families over `reports` (in serving order) from kept or new segments, `tail`.
+    pub(crate) fn scrape(
+        &mut self,
+        content_type: &'static str,
+        head: &str,
+        headers: &[String],
+        reports: &[Arc<EncodedReport>],
+        tail: Option<&'static str>,
+    ) -> (Scrape, GzipStats) {
+        if self.headers.len() != headers.len() {
+            self.headers = headers.iter().map(|h| self.segment(h.as_bytes())).collect();
+        }
+        let shared = shared_family(headers);
+        let mut old = std::mem::take(&mut self.blocks);
+        let mut order = Vec::new();
+        let mut stats = GzipStats::default();
+        for group in reports.chunk_by(|a, b| a.seq() / BLOCK_TARGETS == b.seq() / BLOCK_TARGETS) {
+            let Some(first) = group.first() else { continue };
+            let id = first.seq() / BLOCK_TARGETS;
+            let seqs: Box<[u64]> = group.iter().map(|r| r.seq()).collect();
+            stats.blocks += 1;
+            let block = match old.remove(&id) {
+                Some(b) if b.seqs == seqs => b,
+                _ => {
+                    stats.compressed += 1;
+                    let families = (0..headers.len())
+                        .map(|f| {
+                            let mut scratch = std::mem::take(&mut self.scratch);
+                            scratch.clear();
+                            // The shared family is assembled over all reports below.
+                            if Some(f) != shared {
+                                for r in group {
+                                    scratch.extend_from_slice(r.chunk(f).as_bytes());
+                                }
+                            }
+                            let s = self.segment(&scratch);
+                            self.scratch = scratch;
+                            s
+                        })
+                        .collect();
+                    Block { seqs, families }
+                }
+            };
+            order.push(id);
+            self.blocks.insert(id, block);
+        }
+        let head = self.segment(head.as_bytes());
+        let tail = tail.map(|t| self.segment(t.as_bytes()));
+        let shared_seg = shared.map(|f| self.segment(shared_chunk(reports, f).as_bytes()));
+        let mut segs: Vec<&Segment> = Vec::with_capacity(2 + headers.len() * (order.len() + 1));
+        segs.push(&head);
+        for (f, header) in self.headers.iter().enumerate() {
+            segs.push(header);
+            if Some(f) == shared {
+                segs.extend(shared_seg.as_ref());
+                continue;
+            }
+            segs.extend(
+                order
+                    .iter()
+                    .filter_map(|id| self.blocks.get(id)?.families.get(f)),
+            );
+        }
+        segs.extend(tail.as_ref());
+        let mut crc = crc32fast::Hasher::new();
+        let mut out = Vec::with_capacity(segs.len() + 2);
+        out.push(Bytes::from_static(&GZIP_HEADER));
+        for s in segs {
+            crc.combine(&s.crc);
+            if !s.data.is_empty() {
+                out.push(s.data.clone());
+            }
+        }
+        let mut trailer = Vec::with_capacity(10);
+        trailer.extend_from_slice(&FINAL_BLOCK);
+        let len = crc.total_len();
+        trailer.extend_from_slice(&crc.finalize().to_le_bytes());
+        // ISIZE: the length modulo 2^32 (RFC 1952 §2.3.1).
+        trailer.extend_from_slice(&(len as u32).to_le_bytes());
+        out.push(Bytes::from(trailer));
+        let scrape = Scrape {
+            content_type,
+            gzip: true,
+            chunks: Chunks(Inner::Segments(out.into_iter())),
+        };
+        (scrape, stats)
+    }
+}
+
+/// The index of the one report family without a `target` label that several reports share
+/// (`authoritative::SERIAL_FAMILY`: one series per zone and server address).
+fn shared_family(headers: &[String]) -> Option<usize> {
+    let prefix = format!("# HELP {} ", super::authoritative::SERIAL_FAMILY);
+    headers.iter().position(|h| h.starts_with(&prefix))
+}
+
+/// Family `f` over all reports, each series once (the first report's sample wins). Small:
+/// one line per authoritative server address of the zones probed, assembled per scrape.
+fn shared_chunk(reports: &[Arc<EncodedReport>], f: usize) -> String {
+    let mut out = String::new();
+    let mut seen = std::collections::HashSet::new();
+    for r in reports {
+        super::authoritative::push_unseen(&mut out, r.chunk(f), &mut seen);
+    }
+    out
+}
+
+/// Compresses all of `input` into `out` and ends with a sync flush.
+fn deflate_sync(
+    c: &mut Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+) -> Result<(), flate2::CompressError> {
+    while !input.is_empty() {
+        out.reserve(input.len() / 4 + 4096);
+        let before = c.total_in();
+        c.compress_vec(input, out, FlushCompress::None)?;
+        let used = usize::try_from(c.total_in() - before).unwrap_or(input.len());
+        input = input.get(used..).unwrap_or_default();
+    }
+    // The flush is complete when the compressor leaves room in the output.
+    loop {
+        out.reserve(4096);
+        c.compress_vec(&[], out, FlushCompress::Sync)?;
+        if out.len() < out.capacity() {
+            return Ok(());
+        }
+    }
+}
+
+/// `data` as non-final stored deflate blocks (RFC 1951 §3.2.4).
+fn stored_blocks(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 65_535 * 5 + 5);
+    let mut chunks = data.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
+    }
+    for c in chunks {
+        let n = c.len() as u16;
+        out.push(0);
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Read;
+
+    fn gunzip(z: &[u8]) -> String {
+        let mut out = String::new();
+        flate2::read::GzDecoder::new(z)
+            .read_to_string(&mut out)
+            .unwrap();
+        out
+    }
+
+    #[test]
+    fn stored_blocks_and_sync_segments_concatenate_into_valid_deflate() {
+        let mut cache = GzipCache::default();
+        let a = cache.segment(b"mailtls_a 1\n".repeat(100).as_slice());
+        let b = Segment {
+            data: Bytes::from(stored_blocks(b"stored\n")),
+            crc: {
+                let mut h = crc32fast::Hasher::new();
+                h.update(b"stored\n");
+                h
+            },
+        };
+        let empty = cache.segment(b"");
+        let mut z = GZIP_HEADER.to_vec();
+        let mut crc = crc32fast::Hasher::new();
+        for s in [&a, &b, &empty] {
+            z.extend_from_slice(&s.data);
+            crc.combine(&s.crc);
+        }
+        z.extend_from_slice(&FINAL_BLOCK);
+        let len = crc.total_len() as u32;
+        z.extend_from_slice(&crc.finalize().to_le_bytes());
+        z.extend_from_slice(&len.to_le_bytes());
+        assert_eq!(
+            gunzip(&z),
+            format!("{}stored\n", "mailtls_a 1\n".repeat(100))
+        );
+        // A corrupted CRC is noticed: the trailer is checked, so the test above means something.
+        let n = z.len();
+        z[n - 8] ^= 1;
+        let mut out = String::new();
+        assert!(flate2::read::GzDecoder::new(&z[..])
+            .read_to_string(&mut out)
+            .is_err());
+    }
+
+    #[test]
+    fn small_segments_are_sent_together_big_ones_alone() {
+        let segs = vec![
+            Bytes::from(vec![1u8; 10]),
+            Bytes::from(vec![2u8; 20]),
+            Bytes::from(vec![3u8; COALESCE]),
+            Bytes::from(vec![4u8; 5]),
+        ];
+        let mut it = segs.into_iter();
+        let out: Vec<Bytes> = std::iter::from_fn(|| coalesce(&mut it)).collect();
+        assert_eq!(
+            out.iter().map(Bytes::len).collect::<Vec<_>>(),
+            [30, COALESCE, 5]
+        );
+    }
+}
