@@ -11,7 +11,7 @@ use serde_saphyr::Spanned;
 
 use super::errors::At;
 use super::{ConfigError, MAX_TARGETS};
-use crate::target::{normalize_name, NextHop, DEFAULT_PORT};
+use crate::target::{normalize_name, NextHop, TlsMode, DEFAULT_PORT};
 
 /// One configured target.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -19,6 +19,8 @@ pub struct Target {
     /// The `target` label: canonical next-hop form.
     pub name: String,
     pub hop: NextHop,
+    /// `tls: implicit|starttls`: overrides the mode the port implies ([`TlsMode::for_port`]).
+    pub tls: Option<TlsMode>,
 }
 
 impl Target {
@@ -26,6 +28,7 @@ impl Target {
         Self {
             name: hop.to_string(),
             hop,
+            tls: None,
         }
     }
 }
@@ -37,6 +40,7 @@ pub(super) struct RawTarget {
     host: Option<String>,
     address: Option<String>,
     port: Option<i64>,
+    tls: Option<String>,
 }
 
 /// The `targets:` list.
@@ -57,13 +61,29 @@ pub(super) fn parse_targets(
         let line = Some(t.referenced.line());
         let key = format!("targets[{i}]");
         let hop = target_hop(&t.value).map_err(|m| at.err(line, &key, m))?;
-        let target = Target::new(hop);
+        let tls = target_tls(&t.value, &hop).map_err(|m| at.err(line, &key, m))?;
+        let target = Target {
+            tls,
+            ..Target::new(hop)
+        };
         if !seen.insert(target.name.clone()) {
             return Err(at.err(line, &key, format!("duplicate target {}", target.name)));
         }
         targets.push(target);
     }
     Ok(targets)
+}
+
+/// `tls:` of a host or address target; a domain target is always STARTTLS on port 25
+/// (RFC 7672 §2.2: DANE for SMTP relays).
+fn target_tls(t: &RawTarget, hop: &NextHop) -> Result<Option<TlsMode>, String> {
+    let Some(v) = &t.tls else { return Ok(None) };
+    if matches!(hop, NextHop::Domain(_)) {
+        return Err("tls: a domain target always uses STARTTLS on port 25 (use host: for a submission port)".into());
+    }
+    TlsMode::parse(v)
+        .map(Some)
+        .ok_or_else(|| format!("tls: {v:?} is neither implicit nor starttls"))
 }
 
 fn target_hop(t: &RawTarget) -> Result<NextHop, String> {

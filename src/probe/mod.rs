@@ -25,6 +25,7 @@ pub mod smtp;
 pub mod tls;
 mod verdict;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -37,7 +38,7 @@ use crate::config::Config;
 use crate::model::dns::{Answer, Dnssec};
 use crate::model::report::{AddressReport, HostReport, TargetReport};
 use crate::model::smtp::SmtpReport;
-use crate::target::NextHop;
+use crate::target::{NextHop, TlsMode};
 use dns::Dns;
 pub use policy::AddressPolicy;
 pub(crate) use policy::Refused;
@@ -62,6 +63,9 @@ pub struct ProbeContext {
     /// Budget of one target probe (DNS + all MX hosts), from its start.
     pub(crate) timeout: Duration,
     pub(crate) smtp_cache: SmtpCache,
+    /// The `tls:` overrides of configured targets (at most `MAX_TARGETS`), so that `/probe`
+    /// and `check` of such a target speak as the scheduler does.
+    pub(crate) tls_overrides: HashMap<NextHop, TlsMode>,
     /// SMTP dialogues actually run (cache misses).
     pub(crate) smtp_probes: AtomicU64,
 }
@@ -94,6 +98,11 @@ impl ProbeContext {
             timeout: cfg.timeout,
             // One SMTP probe per address per round: results are reused for most of an interval.
             smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
+            tls_overrides: cfg
+                .targets
+                .iter()
+                .filter_map(|t| Some((t.hop.clone(), t.tls?)))
+                .collect(),
             smtp_probes: AtomicU64::new(0),
         })
     }
@@ -111,6 +120,9 @@ pub struct ProbeOptions {
     pub addresses: AddressPolicy,
     /// A deadline shorter than the context's `timeout` (a `/probe` whose scrape ends sooner).
     pub deadline: Option<Duration>,
+    /// How TLS starts; `None`: the target's `tls:` from the config, else as the port
+    /// implies (implicit TLS on 465, RFC 8314 §3.3; STARTTLS elsewhere).
+    pub tls: Option<TlsMode>,
 }
 
 fn unix_now() -> f64 {
@@ -148,9 +160,12 @@ pub(crate) async fn probe_checked(
     ctx: &ProbeContext,
     target: &str,
     hop: &NextHop,
-    opts: ProbeOptions,
+    mut opts: ProbeOptions,
 ) -> Result<TargetReport, Refused> {
     let started = Instant::now();
+    if opts.tls.is_none() {
+        opts.tls = ctx.tls_overrides.get(hop).copied();
+    }
     let budget = opts.deadline.map_or(ctx.timeout, |d| d.min(ctx.timeout));
     let deadline = started + budget;
     let probe = run(ctx, target, hop, opts, deadline);
@@ -394,6 +409,7 @@ async fn smtp_probe(
     deadline: Instant,
     slots: &Semaphore,
 ) -> Arc<SmtpReport> {
+    let tls_mode = opts.tls.unwrap_or(TlsMode::for_port(addr.port()));
     let run = |deadline: Instant| {
         let smtp_opts = SmtpOptions {
             helo_name: ctx.helo_name.clone(),
@@ -401,6 +417,9 @@ async fn smtp_probe(
             tls: ctx.tls.clone(),
             deadline,
             transcript: opts.transcript,
+            tls_mode: Some(tls_mode),
+            ehlo_after_tls: true,
+            quickack: true,
         };
         async move {
             // Waiting for a slot uses the same budget; past the deadline the dialogue fails
@@ -420,7 +439,9 @@ async fn smtp_probe(
     if opts.fresh || opts.transcript {
         return run(deadline).await;
     }
-    ctx.smtp_cache.get((addr, sni.clone()), deadline, run).await
+    ctx.smtp_cache
+        .get((addr, sni.clone(), tls_mode), deadline, run)
+        .await
 }
 
 #[cfg(test)]
@@ -723,7 +744,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn key() -> SmtpKey {
-        (SocketAddr::from(([127, 0, 0, 1], 25)), None)
+        (
+            SocketAddr::from(([127, 0, 0, 1], 25)),
+            None,
+            TlsMode::Starttls,
+        )
     }
 
     fn report(error: Option<ProbeError>) -> Arc<SmtpReport> {
