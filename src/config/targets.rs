@@ -115,3 +115,32 @@ fn target_hop(t: &RawTarget) -> Result<NextHop, String> {
         _ => Err("needs exactly one of domain, host or address".into()),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::config::parse;
+    use crate::target::TlsMode;
+
+    #[test]
+    fn tls_key_overrides_the_mode_of_host_and_address_targets() {
+        let c = parse(
+            "targets:\n  - host: a.test\n    port: 465\n  - host: b.test\n    port: 2465\n    tls: implicit\n  - address: 192.0.2.1\n    port: 465\n    tls: starttls\n",
+            "c.yml",
+        )
+        .unwrap();
+        let modes: Vec<_> = c.targets.iter().map(|t| t.tls).collect();
+        assert_eq!(modes, [None, Some(TlsMode::Implicit), Some(TlsMode::Starttls)]);
+        assert_eq!(TlsMode::for_port(465), TlsMode::Implicit);
+        assert_eq!(TlsMode::for_port(587), TlsMode::Starttls);
+        assert_eq!(TlsMode::for_port(25), TlsMode::Starttls);
+    }
+
+    #[test]
+    fn tls_key_is_refused_on_domains_and_for_unknown_words() {
+        let e = parse("targets:\n  - domain: a.test\n    tls: implicit\n", "c.yml").unwrap_err();
+        assert_eq!(e.place.key, "targets[0]");
+        assert!(e.to_string().contains("STARTTLS on port 25"), "{e}");
+        let e = parse("targets:\n  - host: a.test\n    tls: ssl\n", "c.yml").unwrap_err();
+        assert!(e.to_string().contains("neither implicit nor starttls"), "{e}");
+    }
+}

@@ -588,6 +588,17 @@ mod tests {
         assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v4), Some(1.0));
         // Absent, not 0, where STARTTLS was not offered: there was no handshake to fail.
         assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v6), None);
+        // Inside TLS: answered, no REQUIRETLS; absent where no handshake completed.
+        assert_eq!(
+            sample(&t, "mailtls_smtp_ehlo_after_tls_success", &v4),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&t, "mailtls_smtp_requiretls_advertised", &v4),
+            Some(0.0)
+        );
+        assert_eq!(sample(&t, "mailtls_smtp_ehlo_after_tls_success", &v6), None);
+        assert_eq!(sample(&t, "mailtls_smtp_requiretls_advertised", &v6), None);
         assert_eq!(
             sample(
                 &t,
