@@ -255,11 +255,20 @@ fn submission_ports_use_their_tls_mode_and_tlsa_name_like_posttls_finger() -> Re
             // The port flows into the TLSA name (RFC 7672 §2.2 / RFC 6698 §3).
             let tlsa_name = format!("_{port}._tcp.{}", host["mx"].as_str().unwrap_or("?"));
             let lookups = r["lookups"].to_string();
-            assert!(lookups.contains(&tlsa_name), "{dest}: {tlsa_name} in {lookups}");
+            assert!(
+                lookups.contains(&tlsa_name),
+                "{dest}: {tlsa_name} in {lookups}"
+            );
             assert_eq!(a["dane"], *expect, "{dest} ({mode}): {}", a["why"]);
             let postfix = posttls_verdict(&lab, dest, *implicit)?;
-            assert_eq!(postfix, *expect, "{dest}: posttls-finger disagrees with the lab");
-            println!("{dest} ({mode}): exporter {} = posttls-finger {postfix}", a["dane"]);
+            assert_eq!(
+                postfix, *expect,
+                "{dest}: posttls-finger disagrees with the lab"
+            );
+            println!(
+                "{dest} ({mode}): exporter {} = posttls-finger {postfix}",
+                a["dane"]
+            );
         }
     }
     Ok(())
@@ -280,24 +289,46 @@ fn tls_override_in_the_config_is_obeyed_by_the_scheduler_and_probe() -> Result<(
     })?;
     let forced = [("target", "[mx1.good.test]")];
     assert_eq!(
-        sample(&body, "mailtls_smtp_error_info", &[forced[0], ("reason", "tls_handshake")]),
+        sample(
+            &body,
+            "mailtls_smtp_error_info",
+            &[forced[0], ("reason", "tls_handshake")]
+        ),
         Some(1.0),
         "{body}"
     );
     assert_eq!(sample(&body, "mailtls_starttls_advertised", &forced), None);
     let sub = [("target", "[sub.good.test]:465")];
-    assert_eq!(sample(&body, "mailtls_starttls_advertised", &sub), None, "implicit: absent");
-    assert_eq!(sample(&body, "mailtls_smtp_up", &sub), Some(1.0));
-    assert_eq!(sample(&body, "mailtls_smtp_ehlo_after_tls_success", &sub), Some(1.0));
-    assert_eq!(sample(&body, "mailtls_smtp_requiretls_advertised", &sub), Some(0.0));
     assert_eq!(
-        sample(&body, "mailtls_dane_status", &[sub[0], ("status", "verified")]),
+        sample(&body, "mailtls_starttls_advertised", &sub),
+        None,
+        "implicit: absent"
+    );
+    assert_eq!(sample(&body, "mailtls_smtp_up", &sub), Some(1.0));
+    assert_eq!(
+        sample(&body, "mailtls_smtp_ehlo_after_tls_success", &sub),
+        Some(1.0)
+    );
+    assert_eq!(
+        sample(&body, "mailtls_smtp_requiretls_advertised", &sub),
+        Some(0.0)
+    );
+    assert_eq!(
+        sample(
+            &body,
+            "mailtls_dane_status",
+            &[sub[0], ("status", "verified")]
+        ),
         Some(1.0),
         "{body}"
     );
     let r = d.get("/probe?target=%5Bmx1.good.test%5D")?;
     assert_eq!(
-        sample(&r.body, "mailtls_smtp_error_info", &[("reason", "tls_handshake")]),
+        sample(
+            &r.body,
+            "mailtls_smtp_error_info",
+            &[("reason", "tls_handshake")]
+        ),
         Some(1.0),
         "/probe of a configured target uses its tls: override\n{}",
         r.body
@@ -319,8 +350,14 @@ fn postfix_answers_the_second_ehlo_without_requiretls() -> Result<()> {
     assert!(smtp["error"].is_null(), "{smtp:#}");
     assert_eq!(smtp["ehlo_after_tls"]["code"], 250, "{smtp:#}");
     let ext = smtp["extensions_after_tls"].to_string();
-    assert!(ext.contains("PIPELINING") && !ext.contains("REQUIRETLS"), "{ext}");
-    assert!(!ext.contains("STARTTLS"), "Postfix no longer offers STARTTLS inside TLS: {ext}");
+    assert!(
+        ext.contains("PIPELINING") && !ext.contains("REQUIRETLS"),
+        "{ext}"
+    );
+    assert!(
+        !ext.contains("STARTTLS"),
+        "Postfix no longer offers STARTTLS inside TLS: {ext}"
+    );
     Ok(())
 }
 

@@ -129,10 +129,20 @@ mod tests {
         )
         .unwrap();
         let modes: Vec<_> = c.targets.iter().map(|t| t.tls).collect();
-        assert_eq!(modes, [None, Some(TlsMode::Implicit), Some(TlsMode::Starttls)]);
+        assert_eq!(
+            modes,
+            [None, Some(TlsMode::Implicit), Some(TlsMode::Starttls)]
+        );
         assert_eq!(TlsMode::for_port(465), TlsMode::Implicit);
         assert_eq!(TlsMode::for_port(587), TlsMode::Starttls);
         assert_eq!(TlsMode::for_port(25), TlsMode::Starttls);
+    }
+
+    #[test]
+    fn second_ehlo_is_on_unless_switched_off() {
+        assert!(parse("targets: []\n", "c.yml").unwrap().ehlo_after_tls);
+        let c = parse("smtp:\n  ehlo_after_tls: false\n", "c.yml").unwrap();
+        assert!(!c.ehlo_after_tls);
     }
 
     #[test]
@@ -141,6 +151,9 @@ mod tests {
         assert_eq!(e.place.key, "targets[0]");
         assert!(e.to_string().contains("STARTTLS on port 25"), "{e}");
         let e = parse("targets:\n  - host: a.test\n    tls: ssl\n", "c.yml").unwrap_err();
-        assert!(e.to_string().contains("neither implicit nor starttls"), "{e}");
+        assert!(
+            e.to_string().contains("neither implicit nor starttls"),
+            "{e}"
+        );
     }
 }

@@ -60,6 +60,8 @@ pub struct ProbeContext {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) roots: Arc<PkixRoots>,
     pub(crate) helo_name: String,
+    /// `smtp.ehlo_after_tls`: the second EHLO over TLS after STARTTLS.
+    pub(crate) ehlo_after_tls: bool,
     /// Budget of one target probe (DNS + all MX hosts), from its start.
     pub(crate) timeout: Duration,
     pub(crate) smtp_cache: SmtpCache,
@@ -95,6 +97,7 @@ impl ProbeContext {
             tls: tls::client_config(),
             roots: Arc::new(roots),
             helo_name: cfg.helo_name.clone(),
+            ehlo_after_tls: cfg.ehlo_after_tls,
             timeout: cfg.timeout,
             // One SMTP probe per address per round: results are reused for most of an interval.
             smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
@@ -418,7 +421,7 @@ async fn smtp_probe(
             deadline,
             transcript: opts.transcript,
             tls_mode: Some(tls_mode),
-            ehlo_after_tls: true,
+            ehlo_after_tls: ctx.ehlo_after_tls,
             quickack: true,
         };
         async move {
