@@ -20,7 +20,8 @@
 //! Run: `cargo bench --bench probe`. Environment (defaults in brackets):
 //! `BENCH_N` probes per prober, concurrency and round [3000]; `BENCH_N_DOMAIN` [1500];
 //! `BENCH_N_BLACKBOX` [1000]; `BENCH_ROUNDS` [3]; `BENCH_CONCURRENCY` [1,32];
-//! `BENCH_PROBERS` [floor,exporter,upstream,local,blackbox]; `BENCH_ADDR` [127.25.0.1:25];
+//! `BENCH_PROBERS` [floor,exporter,upstream,local,blackbox; also exporter-quit,
+//! exporter-noquick]; `BENCH_ADDR` [127.25.0.1:25];
 //! `BENCH_SNI` [mx1.good.test]; `BENCH_DOMAIN` [s01.dane.test]; `BENCH_LAB` [/tmp/mailtls-lab];
 //! `BENCH_BLACKBOX` [/usr/bin/prometheus-blackbox-exporter]; `BENCH_MAX_SECONDS` per
 //! measurement [120].
@@ -122,7 +123,12 @@ impl Settings {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Floor,
+    /// The exporter's dialogue: EHLO again over TLS, TCP_QUICKACK after each command.
     Exporter,
+    /// The dialogue before the second EHLO: QUIT right after the handshake.
+    ExporterQuit,
+    /// The second EHLO without TCP_QUICKACK (shows the delayed-ACK stall).
+    ExporterNoQuick,
     DomainUpstream,
     DomainLocal,
     Blackbox,
@@ -133,16 +139,20 @@ impl Kind {
         Ok(match s {
             "floor" => Self::Floor,
             "exporter" => Self::Exporter,
+            "exporter-quit" => Self::ExporterQuit,
+            "exporter-noquick" => Self::ExporterNoQuick,
             "upstream" => Self::DomainUpstream,
             "local" => Self::DomainLocal,
             "blackbox" => Self::Blackbox,
-            other => bail!("unknown prober {other:?} (floor, exporter, upstream, local, blackbox)"),
+            other => bail!("unknown prober {other:?} (floor, exporter, exporter-quit, exporter-noquick, upstream, local, blackbox)"),
         })
     }
     fn label(self) -> &'static str {
         match self {
             Self::Floor => "floor (tokio-rustls)",
             Self::Exporter => "exporter smtp+tls",
+            Self::ExporterQuit => "exporter, QUIT after TLS (no 2nd EHLO)",
+            Self::ExporterNoQuick => "exporter, 2nd EHLO without QUICKACK",
             Self::DomainUpstream => "domain, upstream",
             Self::DomainLocal => "domain, local",
             Self::Blackbox => "blackbox_exporter",
@@ -499,8 +509,10 @@ impl Prober {
                 }
                 Ok(())
             }
-            Kind::Exporter => {
-                let mut o = SmtpOptions::new(HELO, self.exporter_tls.clone());
+            Kind::Exporter | Kind::ExporterQuit | Kind::ExporterNoQuick => {
+                let mut o = SmtpOptions::new(HELO, self.exporter_tls.clone())
+                    .with_ehlo_after_tls(self.kind != Kind::ExporterQuit)
+                    .with_quickack(self.kind != Kind::ExporterNoQuick);
                 o.server_name = Some(self.sni_str.clone());
                 let r = smtp::probe(self.addr, &o).await;
                 match (&r.tls, &r.error) {
@@ -556,7 +568,7 @@ impl Prober {
 
     fn n(&self, s: &Settings) -> usize {
         match self.kind {
-            Kind::Floor | Kind::Exporter => s.n,
+            Kind::Floor | Kind::Exporter | Kind::ExporterQuit | Kind::ExporterNoQuick => s.n,
             Kind::DomainUpstream | Kind::DomainLocal => s.n_domain,
             Kind::Blackbox => s.n_blackbox,
         }
@@ -661,7 +673,7 @@ async fn build_prober(kind: Kind, s: &Settings, max_c: usize) -> Result<Prober> 
             }
         }
         Kind::Blackbox => blackbox = Some(start_blackbox(&s.blackbox).await?),
-        Kind::Floor | Kind::Exporter => {}
+        Kind::Floor | Kind::Exporter | Kind::ExporterQuit | Kind::ExporterNoQuick => {}
     }
     Ok(Prober {
         kind,
@@ -829,6 +841,18 @@ fn print_table(s: &Settings, all: &[Summary]) {
             println!(
                 "| SMTP+TLS CPU <= 0.3x blackbox_exporter | {c} | {r:.2}x | {} |",
                 verdict(r <= 0.3)
+            );
+        }
+        if let (Some(e), Some(q)) = (e, get(Kind::ExporterQuit, c)) {
+            let r = e.cpu_ms / q.cpu_ms;
+            println!(
+                "| 2nd EHLO: CPU <= 1.1x QUIT after TLS | {c} | {r:.2}x | {} |",
+                verdict(r <= 1.1)
+            );
+            let d = e.p99_ms - q.p99_ms;
+            println!(
+                "| 2nd EHLO: p99 within 1 ms of QUIT after TLS | {c} | {d:+.2} ms | {} |",
+                verdict(d <= 1.0)
             );
         }
         if let Some(d) = get(Kind::DomainUpstream, c) {

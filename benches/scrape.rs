@@ -29,7 +29,7 @@ use mailtls_exporter::metrics::{self, ExporterMetrics};
 use mailtls_exporter::model::cert::CertFacts;
 use mailtls_exporter::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use mailtls_exporter::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
-use mailtls_exporter::model::smtp::{Reply, SmtpReport, TlsFacts};
+use mailtls_exporter::model::smtp::{Reply, SmtpReport, TlsFacts, TlsMode};
 use mailtls_exporter::model::tlsa::{Authentication, RecordCheck, Tlsa};
 use mailtls_exporter::status::{self, PageQuery, Summary};
 use mailtls_exporter::transport;
@@ -166,6 +166,7 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         lookups.push(answer(&base, "TLSA", Data::Tlsa(served.tlsa.clone()), now));
         let smtp = SmtpReport {
             address: SocketAddr::new(ip, 25),
+            tls_mode: TlsMode::Starttls,
             connected: true,
             greeting: Some(reply(220, &[&format!("{mx} ESMTP Postfix")])),
             ehlo: Some(reply(
@@ -206,6 +207,12 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
                 chain_len: served.chain.len(),
                 handshake_seconds: 0.0008,
             }),
+            ehlo_after_tls_sent: true,
+            ehlo_after_tls: Some(reply(250, &[&mx, "PIPELINING", "SIZE 10240000"])),
+            extensions_after_tls: ["PIPELINING", "SIZE"]
+                .iter()
+                .map(|s| s.to_string())
+                .collect(),
             error: None,
             transcript: Vec::new(),
             seconds: 0.0012,

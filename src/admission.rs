@@ -178,6 +178,7 @@ impl Admission {
                 transcript: req.debug,
                 addresses: req.addresses,
                 deadline: Some(deadline.saturating_duration_since(Instant::now())),
+                tls: None,
             };
             let target = req.hop.to_string();
             Ok(probe_checked(&req.ctx, &target, &req.hop, opts)

@@ -16,6 +16,46 @@ use ipnet::IpNet;
 /// Default SMTP port (RFC 5321 §4.5.4.2 relays use port 25).
 pub(crate) const DEFAULT_PORT: u16 = 25;
 
+/// Submission port with implicit TLS (RFC 8314 §3.3, §7.3: "submissions").
+pub(crate) const IMPLICIT_TLS_PORT: u16 = 465;
+
+/// How TLS starts on a connection: STARTTLS after EHLO in plaintext (RFC 3207), or a TLS
+/// handshake right after connecting, before the greeting (implicit TLS, RFC 8314 §3.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TlsMode {
+    Starttls,
+    Implicit,
+}
+
+impl TlsMode {
+    /// The mode a port implies: implicit TLS on 465, STARTTLS elsewhere (25, 587, ...).
+    pub fn for_port(port: u16) -> Self {
+        if port == IMPLICIT_TLS_PORT {
+            Self::Implicit
+        } else {
+            Self::Starttls
+        }
+    }
+
+    /// Fixed value set: the config spelling, safe as a label or log field.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Starttls => "starttls",
+            Self::Implicit => "implicit",
+        }
+    }
+
+    /// The config spelling back (`tls: implicit|starttls`).
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "starttls" => Some(Self::Starttls),
+            "implicit" => Some(Self::Implicit),
+            _ => None,
+        }
+    }
+}
+
 /// What to probe: a mail domain (MX lookup), one host (no MX lookup), or one address (no DNS).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum NextHop {

@@ -16,6 +16,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use crate::model::cert::MAX_EXPORTED_CERTS;
 use crate::model::report::{AddressReport, HostReport, TargetReport};
+use crate::model::smtp::{SmtpReport, TlsMode};
 use crate::model::tlsa::{exported_checks, MAX_EXPORTED_TLSA_RECORDS};
 
 /// Displays a string with control characters (C0, DEL, C1: what `char::is_control` says)
@@ -219,28 +220,43 @@ fn address_line(o: &mut String, a: &AddressReport) {
         .unwrap_or_else(|| "(no address)".into());
     let _ = write!(o, "    {addr}:");
     if let Some(s) = &a.smtp {
-        let _ = write!(
-            o,
-            " SMTP {}, STARTTLS {}",
-            if s.smtp_up() { "up" } else { "down" },
-            if s.starttls_advertised {
-                "offered"
-            } else {
-                "not offered"
+        let up = if s.smtp_up() { "up" } else { "down" };
+        let _ = match s.tls_mode {
+            TlsMode::Implicit => write!(o, " implicit TLS, SMTP {up}"),
+            TlsMode::Starttls if s.starttls_advertised => {
+                write!(o, " SMTP {up}, STARTTLS offered")
             }
-        );
-        match &s.tls {
-            Some(t) => {
-                let _ = write!(o, ", {} {}", Esc(&t.version), Esc(&t.cipher));
-            }
-            None => {
-                if let Some(e) = &s.error {
-                    let _ = write!(o, ", failed: {} [{}]", Esc(&e.to_string()), e.reason());
-                }
-            }
+            TlsMode::Starttls => write!(o, " SMTP {up}, STARTTLS not offered"),
+        };
+        if let Some(t) = &s.tls {
+            let _ = write!(o, ", {} {}", Esc(&t.version), Esc(&t.cipher));
+        }
+        after_tls_words(o, s);
+        if let Some(e) = &s.error {
+            let _ = write!(o, ", failed: {} [{}]", Esc(&e.to_string()), e.reason());
         }
     }
     let _ = writeln!(o);
+}
+
+/// What the EHLO inside TLS said: answered or not, REQUIRETLS (RFC 8689) or not.
+fn after_tls_words(o: &mut String, s: &SmtpReport) {
+    match (s.tls_mode, s.ehlo_after_tls_success()) {
+        (TlsMode::Starttls, Some(true)) => {
+            let _ = write!(o, ", EHLO after TLS answered");
+        }
+        (TlsMode::Starttls, Some(false)) => {
+            let _ = write!(o, ", EHLO after TLS NOT answered");
+        }
+        _ => {}
+    }
+    if let Some(r) = s.requiretls_advertised() {
+        let _ = write!(
+            o,
+            ", REQUIRETLS {}",
+            if r { "offered" } else { "not offered" }
+        );
+    }
 }
 
 /// One line per certificate of the chain, the unparsable ones, and a note when the chain is
@@ -328,7 +344,7 @@ mod tests {
         // Each address: its SMTP facts, then the verdict and the sentence of `judge`.
         assert!(
             t.contains(
-                "    192.0.2.25: SMTP up, STARTTLS offered, TLSv1.3 TLS13_AES_128_GCM_SHA256\n"
+                "    192.0.2.25: SMTP up, STARTTLS offered, TLSv1.3 TLS13_AES_128_GCM_SHA256, EHLO after TLS answered, REQUIRETLS not offered\n"
             ),
             "{t}"
         );

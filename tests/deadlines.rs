@@ -84,7 +84,7 @@ async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> String {
 }
 
 /// One SMTP session: `pause` between `220-` and the final `220 ` (postscreen's greet
-/// wait), then EHLO with STARTTLS, then TLS, then whatever the client sends.
+/// wait), then EHLO with STARTTLS, then TLS, EHLO answered again, and QUIT.
 async fn smtp_session(mut s: TcpStream, tls: Arc<rustls::ServerConfig>, pause: Duration) {
     if s.write_all(b"220-mx.deadline.test ESMTP\r\n")
         .await
@@ -108,7 +108,15 @@ async fn smtp_session(mut s: TcpStream, tls: Arc<rustls::ServerConfig>, pause: D
         return;
     }
     if let Ok(mut t) = tokio_rustls::TlsAcceptor::from(tls).accept(s).await {
-        let _ = read_line(&mut t).await;
+        // The EHLO over TLS (RFC 3207 §4.2) gets its 250, then QUIT ends the session.
+        while read_line(&mut t).await.starts_with("EHLO ") {
+            if t.write_all(b"250-mx.deadline.test\r\n250 PIPELINING\r\n")
+                .await
+                .is_err()
+            {
+                return;
+            }
+        }
         let _ = t.shutdown().await;
     }
 }

@@ -84,6 +84,9 @@ pub struct Config {
     pub concurrency: usize,
     pub dns: DnsConfig,
     pub(crate) helo_name: String,
+    /// `smtp.ehlo_after_tls`: send EHLO again over TLS after STARTTLS (default true;
+    /// docs/performance.md, "The second EHLO").
+    pub(crate) ehlo_after_tls: bool,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) probe: ProbeConfig,
     /// The `shard:` keys (the `--shard.*` flags win over them: [`Config::shard_with`]).
@@ -226,6 +229,7 @@ struct RawDns {
 #[serde(deny_unknown_fields)]
 struct RawSmtp {
     helo_name: Option<Spanned<String>>,
+    ehlo_after_tls: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -324,6 +328,11 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         concurrency,
         authoritative,
         dns: parse_dns(&at, raw_dns)?,
+        ehlo_after_tls: raw
+            .smtp
+            .as_ref()
+            .and_then(|s| s.ehlo_after_tls)
+            .unwrap_or(true),
         helo_name: parse_smtp(&at, raw.smtp.unwrap_or_default())?,
         ca_file: parse_pkix(&at, raw.pkix.unwrap_or_default())?,
         probe: parse_probe(&at, raw.probe.unwrap_or_default())?,

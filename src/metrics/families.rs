@@ -14,6 +14,7 @@ use super::FROM_LAST;
 use crate::model::cert::{CertFacts, MAX_EXPORTED_CERTS};
 use crate::model::dns::Dnssec;
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::model::smtp::TlsMode;
 use crate::model::tlsa::{exported_checks, RecordCheck};
 
 /// Longest label value taken from the network (certificate names and serials, TLSA
@@ -184,23 +185,48 @@ fn connection_families(
     per_addr(
         enc,
         "mailtls_starttls_advertised",
-        "1 when EHLO offered STARTTLS",
+        "1 when EHLO offered STARTTLS (absent for implicit TLS)",
         &|a| {
             a.smtp
                 .as_ref()
-                .filter(|s| s.smtp_up())
+                .filter(|s| s.smtp_up() && s.tls_mode == TlsMode::Starttls)
                 .map(|s| b(s.starttls_advertised))
         },
     )?;
     per_addr(
         enc,
         "mailtls_tls_handshake_success",
-        "1 when the TLS handshake after STARTTLS completed",
+        "1 when the TLS handshake (after STARTTLS, or right after connecting for implicit TLS) completed",
         &|a| {
             a.smtp
                 .as_ref()
-                .filter(|s| s.starttls_advertised)
+                .filter(|s| match s.tls_mode {
+                    TlsMode::Starttls => s.starttls_advertised,
+                    TlsMode::Implicit => s.connected,
+                })
                 .map(|s| b(s.tls.is_some()))
+        },
+    )?;
+    per_addr(
+        enc,
+        "mailtls_smtp_ehlo_after_tls_success",
+        "1 when the server answered EHLO with 250 inside TLS (broken TLS proxies fail here)",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .and_then(|s| s.ehlo_after_tls_success())
+                .map(b)
+        },
+    )?;
+    per_addr(
+        enc,
+        "mailtls_smtp_requiretls_advertised",
+        "1 when the EHLO answered inside TLS offers REQUIRETLS (RFC 8689)",
+        &|a| {
+            a.smtp
+                .as_ref()
+                .and_then(|s| s.requiretls_advertised())
+                .map(b)
         },
     )?;
     per_addr(enc, "mailtls_cert_pkix_valid", "1 when the chain validates to the PKIX roots and names the MX host (what an MTA-STS sender needs)", &|a| {
@@ -564,6 +590,17 @@ mod tests {
         assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v4), Some(1.0));
         // Absent, not 0, where STARTTLS was not offered: there was no handshake to fail.
         assert_eq!(sample(&t, "mailtls_tls_handshake_success", &v6), None);
+        // Inside TLS: answered, no REQUIRETLS; absent where no handshake completed.
+        assert_eq!(
+            sample(&t, "mailtls_smtp_ehlo_after_tls_success", &v4),
+            Some(1.0)
+        );
+        assert_eq!(
+            sample(&t, "mailtls_smtp_requiretls_advertised", &v4),
+            Some(0.0)
+        );
+        assert_eq!(sample(&t, "mailtls_smtp_ehlo_after_tls_success", &v6), None);
+        assert_eq!(sample(&t, "mailtls_smtp_requiretls_advertised", &v6), None);
         assert_eq!(
             sample(
                 &t,

@@ -14,7 +14,7 @@ use std::sync::Arc;
 use crate::model::cert::CertFacts;
 use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
 use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport, TlsaTiming};
-use crate::model::smtp::{ProbeError, Reply, SmtpReport, TlsFacts};
+use crate::model::smtp::{ProbeError, Reply, SmtpReport, TlsFacts, TlsMode};
 use crate::model::staged::{StagedFileError, StagedHost, StagedReport};
 use crate::model::tlsa::{RecordCheck, RecordDetail, Tlsa, Unusable};
 
@@ -94,6 +94,7 @@ fn reply(code: u16, text: &str) -> Option<Reply> {
 pub(crate) fn tls_session(addr: IpAddr) -> SmtpReport {
     SmtpReport {
         address: SocketAddr::new(addr, 25),
+        tls_mode: TlsMode::Starttls,
         connected: true,
         greeting: reply(220, "mx ESMTP"),
         ehlo: reply(250, "mx"),
@@ -107,6 +108,9 @@ pub(crate) fn tls_session(addr: IpAddr) -> SmtpReport {
             chain_len: 2,
             handshake_seconds: 0.004,
         }),
+        ehlo_after_tls_sent: true,
+        ehlo_after_tls: reply(250, "mx"),
+        extensions_after_tls: vec!["PIPELINING".into()],
         error: None,
         transcript: vec!["S: 220 mx ESMTP".into(), "C: EHLO probe.test".into()],
         seconds: 0.01,
@@ -120,6 +124,9 @@ pub(crate) fn plain_session(addr: IpAddr) -> SmtpReport {
         starttls_advertised: false,
         starttls: None,
         tls: None,
+        ehlo_after_tls_sent: false,
+        ehlo_after_tls: None,
+        extensions_after_tls: Vec::new(),
         error: Some(ProbeError::StartTlsNotOffered),
         ..tls_session(addr)
     }

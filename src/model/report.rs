@@ -156,7 +156,8 @@ impl TargetReport {
     }
 
     /// `mailtls_probe_success` (docs/metrics.md): the MX lookup succeeded, every MX address
-    /// offered STARTTLS and completed the handshake, and no address is `failed` or
+    /// offered STARTTLS (or spoke implicit TLS) and completed the handshake, answered the EHLO
+    /// sent inside TLS when one was sent (docs/verdict.md), and no address is `failed` or
     /// `dns_failure`.
     pub fn compute_success(&self) -> bool {
         self.error.is_none()
@@ -164,7 +165,9 @@ impl TargetReport {
             && self.addresses().next().is_some()
             && self.addresses().all(|(_, a)| {
                 a.address.is_some()
-                    && a.smtp.as_ref().is_some_and(|s| s.tls.is_some())
+                    && a.smtp.as_ref().is_some_and(|s| {
+                        s.tls.is_some() && s.ehlo_after_tls_success() != Some(false)
+                    })
                     && !a.dane.is_some_and(DaneStatus::defers)
             })
     }

@@ -3,12 +3,15 @@
 //!
 //! Not here: the dialogue and the reply parser that produce them (`probe::smtp`), the
 //! handshake itself (`probe::tls`).
-//! RFC 5321 §4.2 (replies), RFC 3207 (STARTTLS).
+//! RFC 5321 §4.2 (replies), RFC 3207 (STARTTLS; §4.2 the EHLO after TLS), RFC 8314 §3.3
+//! (implicit TLS), RFC 8689 (REQUIRETLS).
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use rustls_pki_types::CertificateDer;
+
+pub use crate::target::TlsMode;
 
 /// Longest reply or error text kept in an error.
 pub(crate) const MAX_ERROR_TEXT_CHARS: usize = 200;
@@ -33,17 +36,28 @@ impl Reply {
 #[derive(Debug, Clone, serde::Serialize)]
 pub struct SmtpReport {
     pub address: SocketAddr,
+    /// STARTTLS, or implicit TLS (handshake first; greeting and EHLO inside TLS).
+    pub tls_mode: TlsMode,
     pub connected: bool,
-    /// The 220 (or whatever came).
+    /// The 220 (or whatever came); inside TLS in implicit mode.
     pub greeting: Option<Reply>,
+    /// The first EHLO; inside TLS in implicit mode.
     pub ehlo: Option<Reply>,
     /// EHLO keywords, upper case ("STARTTLS", "SIZE", "PIPELINING", ...).
     pub extensions: Vec<String>,
+    /// EHLO offered STARTTLS (always `false` in implicit mode: not asked).
     pub starttls_advertised: bool,
     /// The reply to STARTTLS, if it was sent.
     pub starttls: Option<Reply>,
     /// `Some` iff the handshake completed.
     pub tls: Option<TlsFacts>,
+    /// STARTTLS mode: the second EHLO over TLS was sent (RFC 3207 §4.2).
+    pub ehlo_after_tls_sent: bool,
+    /// STARTTLS mode: the reply to the second EHLO, if one came.
+    pub ehlo_after_tls: Option<Reply>,
+    /// Keywords of the EHLO answered inside TLS (the second EHLO, or in implicit mode the
+    /// only one): what a sender sees, e.g. "REQUIRETLS" (RFC 8689 §4).
+    pub extensions_after_tls: Vec<String>,
     /// The first failure; `None` if everything worked.
     pub error: Option<ProbeError>,
     /// "S: 220 ...", "C: EHLO ...", "-- TLS handshake: ..." when requested.
@@ -56,6 +70,7 @@ impl SmtpReport {
     pub(crate) fn new(address: SocketAddr) -> Self {
         Self {
             address,
+            tls_mode: TlsMode::for_port(address.port()),
             connected: false,
             greeting: None,
             ehlo: None,
@@ -63,6 +78,9 @@ impl SmtpReport {
             starttls_advertised: false,
             starttls: None,
             tls: None,
+            ehlo_after_tls_sent: false,
+            ehlo_after_tls: None,
+            extensions_after_tls: Vec::new(),
             error: None,
             transcript: Vec::new(),
             seconds: 0.0,
@@ -72,14 +90,41 @@ impl SmtpReport {
     /// Drops what only a person reading one probe needs (reply texts beyond their first
     /// line), for reports that are kept and shared for a whole round.
     pub(crate) fn shrink(&mut self) {
-        for r in [&mut self.greeting, &mut self.ehlo, &mut self.starttls]
-            .into_iter()
-            .flatten()
+        for r in [
+            &mut self.greeting,
+            &mut self.ehlo,
+            &mut self.starttls,
+            &mut self.ehlo_after_tls,
+        ]
+        .into_iter()
+        .flatten()
         {
             r.lines.truncate(1);
             r.lines.shrink_to_fit();
         }
         self.extensions.shrink_to_fit();
+        self.extensions_after_tls.shrink_to_fit();
+    }
+
+    /// The server answered EHLO with 250 inside TLS: after STARTTLS the second EHLO, in
+    /// implicit mode the (only) EHLO. `None` when no handshake completed, or the second
+    /// EHLO was not sent. A TLS-terminating proxy that breaks after the handshake gives
+    /// `Some(false)`: every sender's mail would stop there.
+    pub fn ehlo_after_tls_success(&self) -> Option<bool> {
+        self.tls.as_ref()?;
+        match self.tls_mode {
+            TlsMode::Implicit => Some(self.smtp_up()),
+            TlsMode::Starttls => self
+                .ehlo_after_tls_sent
+                .then(|| self.ehlo_after_tls.as_ref().is_some_and(|r| r.code == 250)),
+        }
+    }
+
+    /// The EHLO answered inside TLS offers REQUIRETLS (RFC 8689 §4: only meaningful after
+    /// TLS); `None` when there was no such answer.
+    pub fn requiretls_advertised(&self) -> Option<bool> {
+        self.ehlo_after_tls_success()?
+            .then(|| self.extensions_after_tls.iter().any(|k| k == "REQUIRETLS"))
     }
 
     /// Connected, greeted with 220 and EHLO answered with 250 (whatever happened next).
@@ -100,6 +145,8 @@ pub enum Phase {
     #[serde(rename = "starttls")]
     StartTls,
     Handshake,
+    /// The second EHLO, over TLS after STARTTLS (RFC 3207 §4.2).
+    EhloAfterTls,
     Quit,
 }
 
@@ -112,6 +159,7 @@ impl Phase {
             Self::Ehlo => "ehlo",
             Self::StartTls => "starttls",
             Self::Handshake => "handshake",
+            Self::EhloAfterTls => "ehlo_after_tls",
             Self::Quit => "quit",
         }
     }
@@ -215,6 +263,10 @@ pub enum ProbeError {
     GreetingRejected { code: u16, text: String },
     #[error("EHLO rejected with {code}: {text}")]
     EhloRejected { code: u16, text: String },
+    /// The handshake completed, but the EHLO sent over TLS got no 250 (a TLS-terminating
+    /// proxy that breaks after the handshake; timeouts and closes have their own reasons).
+    #[error("EHLO after the TLS handshake answered with {code}: {text}")]
+    EhloAfterTlsRejected { code: u16, text: String },
     #[error("STARTTLS not advertised")]
     StartTlsNotOffered,
     #[error("STARTTLS rejected with {code}: {text}")]
@@ -250,11 +302,20 @@ impl ProbeError {
             Self::ReplyTimeout { phase, .. } => match phase {
                 Phase::Ehlo => "ehlo_timeout",
                 Phase::StartTls => "starttls_timeout",
+                Phase::EhloAfterTls => "ehlo_after_tls_timeout",
                 Phase::Quit => "quit_timeout",
                 // Not produced (greeting and handshake have their own variants).
                 Phase::Connect | Phase::Greeting | Phase::Handshake => "reply_timeout",
             },
+            Self::Closed {
+                phase: Phase::EhloAfterTls,
+                ..
+            } => "ehlo_after_tls_closed",
             Self::Closed { .. } => "closed",
+            Self::Io {
+                phase: Phase::EhloAfterTls,
+                ..
+            } => "ehlo_after_tls_error",
             Self::Io { .. } => "io_error",
             Self::NotSmtp { .. } => "not_smtp",
             Self::LineTooLong { .. } => "line_too_long",
@@ -262,6 +323,7 @@ impl ProbeError {
             Self::BadReply { .. } => "bad_reply",
             Self::GreetingRejected { .. } => "greeting_rejected",
             Self::EhloRejected { .. } => "ehlo_rejected",
+            Self::EhloAfterTlsRejected { .. } => "ehlo_after_tls_rejected",
             Self::StartTlsNotOffered => "no_starttls",
             Self::StartTlsRejected { .. } => "starttls_rejected",
             Self::DataAfterStartTls { .. } => "data_after_starttls",

@@ -26,6 +26,7 @@ pub mod smtp;
 pub mod tls;
 mod verdict;
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,7 +39,7 @@ use crate::config::Config;
 use crate::model::dns::{Answer, Dnssec};
 use crate::model::report::{AddressReport, HostReport, TargetReport};
 use crate::model::smtp::SmtpReport;
-use crate::target::NextHop;
+use crate::target::{NextHop, TlsMode};
 use dns::Dns;
 pub use policy::AddressPolicy;
 pub(crate) use policy::Refused;
@@ -62,9 +63,14 @@ pub struct ProbeContext {
     pub(crate) tls: Arc<rustls::ClientConfig>,
     pub(crate) roots: Arc<PkixRoots>,
     pub(crate) helo_name: String,
+    /// `smtp.ehlo_after_tls`: the second EHLO over TLS after STARTTLS.
+    pub(crate) ehlo_after_tls: bool,
     /// Budget of one target probe (DNS + all MX hosts), from its start.
     pub(crate) timeout: Duration,
     pub(crate) smtp_cache: SmtpCache,
+    /// The `tls:` overrides of configured targets (at most `MAX_TARGETS`), so that `/probe`
+    /// and `check` of such a target speak as the scheduler does.
+    pub(crate) tls_overrides: HashMap<NextHop, TlsMode>,
     /// SMTP dialogues actually run (cache misses).
     pub(crate) smtp_probes: AtomicU64,
     /// Asks every authoritative server (`dns.authoritative_check`); `None` when off.
@@ -96,9 +102,15 @@ impl ProbeContext {
             tls: tls::client_config(),
             roots: Arc::new(roots),
             helo_name: cfg.helo_name.clone(),
+            ehlo_after_tls: cfg.ehlo_after_tls,
             timeout: cfg.timeout,
             // One SMTP probe per address per round: results are reused for most of an interval.
             smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
+            tls_overrides: cfg
+                .targets
+                .iter()
+                .filter_map(|t| Some((t.hop.clone(), t.tls?)))
+                .collect(),
             smtp_probes: AtomicU64::new(0),
             authoritative: cfg.authoritative.enabled.then(|| {
                 authoritative::Checker::new(
@@ -130,6 +142,9 @@ pub struct ProbeOptions {
     pub addresses: AddressPolicy,
     /// A deadline shorter than the context's `timeout` (a `/probe` whose scrape ends sooner).
     pub deadline: Option<Duration>,
+    /// How TLS starts; `None`: the target's `tls:` from the config, else as the port
+    /// implies (implicit TLS on 465, RFC 8314 §3.3; STARTTLS elsewhere).
+    pub tls: Option<TlsMode>,
 }
 
 fn unix_now() -> f64 {
@@ -167,9 +182,12 @@ pub(crate) async fn probe_checked(
     ctx: &ProbeContext,
     target: &str,
     hop: &NextHop,
-    opts: ProbeOptions,
+    mut opts: ProbeOptions,
 ) -> Result<TargetReport, Refused> {
     let started = Instant::now();
+    if opts.tls.is_none() {
+        opts.tls = ctx.tls_overrides.get(hop).copied();
+    }
     let budget = opts.deadline.map_or(ctx.timeout, |d| d.min(ctx.timeout));
     let deadline = started + budget;
     let probe = run(ctx, target, hop, opts, deadline);
@@ -425,6 +443,7 @@ async fn smtp_probe(
     deadline: Instant,
     slots: &Semaphore,
 ) -> Arc<SmtpReport> {
+    let tls_mode = opts.tls.unwrap_or(TlsMode::for_port(addr.port()));
     let run = |deadline: Instant| {
         let smtp_opts = SmtpOptions {
             helo_name: ctx.helo_name.clone(),
@@ -432,6 +451,9 @@ async fn smtp_probe(
             tls: ctx.tls.clone(),
             deadline,
             transcript: opts.transcript,
+            tls_mode: Some(tls_mode),
+            ehlo_after_tls: ctx.ehlo_after_tls,
+            quickack: true,
         };
         async move {
             // Waiting for a slot uses the same budget; past the deadline the dialogue fails
@@ -451,7 +473,9 @@ async fn smtp_probe(
     if opts.fresh || opts.transcript {
         return run(deadline).await;
     }
-    ctx.smtp_cache.get((addr, sni.clone()), deadline, run).await
+    ctx.smtp_cache
+        .get((addr, sni.clone(), tls_mode), deadline, run)
+        .await
 }
 
 #[cfg(test)]
@@ -754,7 +778,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     fn key() -> SmtpKey {
-        (SocketAddr::from(([127, 0, 0, 1], 25)), None)
+        (
+            SocketAddr::from(([127, 0, 0, 1], 25)),
+            None,
+            TlsMode::Starttls,
+        )
     }
 
     fn report(error: Option<ProbeError>) -> Arc<SmtpReport> {

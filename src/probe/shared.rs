@@ -12,7 +12,7 @@ use std::time::Duration;
 use tokio::time::{timeout_at, Instant};
 
 use super::cache::Coalescing;
-use crate::model::smtp::{ProbeError, SmtpReport};
+use crate::model::smtp::{ProbeError, SmtpReport, TlsMode};
 
 /// How long past its own deadline a target waits for an SMTP session it shares with
 /// another target (which may have a later deadline). Shorter than [`LAST_RESORT_SLACK`], so
@@ -24,8 +24,8 @@ pub(super) const SHARED_WAIT_SLACK: Duration = Duration::from_millis(250);
 /// unless yet another target's earlier session is joined meanwhile).
 const MAX_SHARED_ATTEMPTS: usize = 3;
 
-/// An address and the SNI sent to it.
-pub(super) type SmtpKey = (SocketAddr, Option<String>);
+/// An address, the SNI sent to it and how TLS starts there.
+pub(super) type SmtpKey = (SocketAddr, Option<String>, TlsMode);
 
 /// Most (address, SNI) results kept for sharing; beyond it the oldest go first.
 pub(crate) const MAX_SHARED_SMTP_RESULTS: usize = 100_000;
@@ -104,6 +104,7 @@ impl SmtpCache {
         }
         last.unwrap_or_else(|| {
             let mut r = SmtpReport::new(key.0);
+            r.tls_mode = key.2;
             r.error = Some(ProbeError::SharedTimeout {
                 after: joined.elapsed(),
             });

@@ -85,8 +85,10 @@ fn lab_healthy(dir: &Path) -> bool {
         .output()
         .map(|o| String::from_utf8_lossy(&o.stdout).contains(" ad"))
         .unwrap_or(false);
-    ad && TcpStream::connect_timeout(&"127.25.0.1:25".parse().unwrap(), Duration::from_secs(2))
-        .is_ok()
+    // 127.25.0.5:465 (implicit TLS): a lab built before the submission listeners is rebuilt.
+    ad && ["127.25.0.1:25", "127.25.0.5:465"]
+        .iter()
+        .all(|a| TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_secs(2)).is_ok())
 }
 
 /// Ensures the lab is up (building it if needed) and returns its settings.

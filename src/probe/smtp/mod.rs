@@ -1,7 +1,9 @@
-//! SMTP side of a probe: greeting, EHLO, STARTTLS, then hand-off to `tls`, then QUIT.
+//! SMTP side of a probe: greeting, EHLO, STARTTLS, then hand-off to `tls`, then EHLO again
+//! over TLS and QUIT; or, in implicit-TLS mode, the handshake first (`secure`).
 //!
 //! Owns: the hand-written client dialogue under one deadline that every phase shares; the bounded
-//! incremental reply parser lives in `reply`, the report values in `model::smtp`.
+//! incremental reply parser lives in `reply`, what happens inside TLS (the second EHLO,
+//! implicit TLS, QUIT, TCP_QUICKACK) in `secure`, the report values in `model::smtp`.
 //! Not here: DNS (`probe::mx`), the TLS configuration and handshake facts (`probe::tls`),
 //! judging certificates (`dane`, `cert`), metrics (`metrics`).
 //! RFC 5321 §4.1.1.1 (EHLO), §4.2 (replies), §4.5.3.1.5 (reply line length),
@@ -11,6 +13,7 @@
 //! `ProbeError` quickly and with bounded memory.
 
 pub mod reply;
+mod secure;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -24,9 +27,10 @@ use tracing::{debug, instrument};
 
 use super::tls::{self, TlsError};
 use crate::model::smtp::{
-    IoFailure, Phase, ProbeError, Reply, SmtpReport, TlsFacts, MAX_ERROR_TEXT_CHARS,
+    IoFailure, Phase, ProbeError, Reply, SmtpReport, TlsFacts, TlsMode, MAX_ERROR_TEXT_CHARS,
 };
 use reply::{ReplyParser, MAX_LINE_OCTETS};
+use secure::Transport;
 
 /// Budget of a probe whose caller sets no deadline ([`SmtpOptions::new`]); the exporter
 /// always passes its target deadline instead.
@@ -56,6 +60,14 @@ pub struct SmtpOptions {
     pub(crate) deadline: Instant,
     /// Record the dialogue (for `/probe?debug=true` and `check`).
     pub(crate) transcript: bool,
+    /// `None`: as the port implies ([`TlsMode::for_port`]: implicit on 465).
+    pub tls_mode: Option<TlsMode>,
+    /// STARTTLS mode: send EHLO again over TLS (RFC 3207 §4.2) and read the reply before
+    /// QUIT, as every sender does (REQUIRETLS, a proxy that breaks after the handshake).
+    pub(crate) ehlo_after_tls: bool,
+    /// Set TCP_QUICKACK after each command written over TLS, so the ACK of the server's
+    /// TLS 1.3 session ticket is not delayed by 40 ms (docs/performance.md).
+    pub(crate) quickack: bool,
 }
 
 impl SmtpOptions {
@@ -67,7 +79,22 @@ impl SmtpOptions {
             tls,
             deadline: Instant::now() + DEFAULT_BUDGET,
             transcript: false,
+            tls_mode: None,
+            ehlo_after_tls: true,
+            quickack: true,
         }
+    }
+
+    /// Send the second EHLO over TLS or not (benchmarks compare both; the exporter sends it).
+    pub fn with_ehlo_after_tls(mut self, on: bool) -> Self {
+        self.ehlo_after_tls = on;
+        self
+    }
+
+    /// Set TCP_QUICKACK after commands over TLS or not (benchmarks compare both).
+    pub fn with_quickack(mut self, on: bool) -> Self {
+        self.quickack = on;
+        self
     }
 }
 
@@ -115,13 +142,17 @@ fn ehlo_keywords(reply: &Reply) -> Vec<String> {
         .collect()
 }
 
-/// Probe `addr`: connect, greeting, EHLO, STARTTLS, TLS handshake, QUIT. Never panics;
+/// Probe `addr`: connect, greeting, EHLO, STARTTLS, TLS handshake, EHLO, QUIT (implicit
+/// TLS: connect, handshake, greeting, EHLO, QUIT). Never panics;
 /// every phase ends at `opts.deadline` at the latest (a timeout names the phase it cut),
 /// the polite QUIT included.
 #[instrument(skip_all, fields(address = %addr))]
 pub async fn probe(addr: SocketAddr, opts: &SmtpOptions) -> SmtpReport {
     let started = Instant::now();
     let mut report = SmtpReport::new(addr);
+    if let Some(mode) = opts.tls_mode {
+        report.tls_mode = mode;
+    }
     if let Err(e) = run(addr, opts, &mut report).await {
         debug!(reason = e.reason(), error = %e, "SMTP probe failed");
         report.error = Some(e);
@@ -152,8 +183,11 @@ async fn run(
 
     let stream = connect(addr, opts.deadline).await?;
     report.connected = true;
+    if report.tls_mode == TlsMode::Implicit {
+        return secure::run_implicit(stream, server_name, opts, report).await;
+    }
     let transcript = opts.transcript.then_some(&mut report.transcript);
-    let mut conn = Conn::new(stream, transcript, opts.deadline);
+    let mut conn = Conn::new(stream, transcript, opts.deadline, false);
 
     let greeting = greet(&mut conn).await;
     let greeting = report.greeting.insert(greeting?);
@@ -194,16 +228,27 @@ async fn run(
     if pipelined > 0 {
         return Err(ProbeError::DataAfterStartTls { octets: pipelined });
     }
-    let (stream, transcript) = conn.into_parts();
-    let (tls_stream, facts) = handshake(stream, server_name, opts, transcript).await?;
+    let (stream, mut transcript) = conn.into_parts();
+    let handshake = handshake(stream, server_name, opts, transcript.as_deref_mut()).await;
+    let (tls_stream, facts) = handshake?;
     report.tls = Some(facts);
-    quit_tls(tls_stream, opts.deadline).await;
-    Ok(())
+    let mut conn = Conn::new(tls_stream, transcript, opts.deadline, opts.quickack);
+    let reply = if opts.ehlo_after_tls {
+        Some(secure::ehlo_after_tls(&mut conn, &opts.helo_name).await)
+    } else {
+        None
+    };
+    secure::quit_tls(&mut conn).await;
+    drop(conn);
+    match reply {
+        Some(reply) => secure::record_ehlo_after_tls(report, reply),
+        None => Ok(()),
+    }
 }
 
 /// Greeting (RFC 5321 §3.1, §4.3.1): may take whatever is left of the budget (postscreen
 /// holds it back for its greet wait, 6 s by default).
-async fn greet(conn: &mut Conn<'_>) -> Result<Reply, ProbeError> {
+async fn greet<S: Transport>(conn: &mut Conn<'_, S>) -> Result<Reply, ProbeError> {
     let started = Instant::now();
     timeout_at(conn.deadline, conn.read_reply(Phase::Greeting))
         .await
@@ -213,13 +258,13 @@ async fn greet(conn: &mut Conn<'_>) -> Result<Reply, ProbeError> {
 }
 
 /// EHLO (RFC 5321 §4.1.1.1).
-async fn ehlo(conn: &mut Conn<'_>, helo_name: &str) -> Result<Reply, ProbeError> {
+async fn ehlo<S: Transport>(conn: &mut Conn<'_, S>, helo_name: &str) -> Result<Reply, ProbeError> {
     conn.exchange(Phase::Ehlo, &[b"EHLO ", helo_name.as_bytes()])
         .await
 }
 
 /// STARTTLS (RFC 3207 §4).
-async fn starttls(conn: &mut Conn<'_>) -> Result<Reply, ProbeError> {
+async fn starttls(conn: &mut Conn<'_, TcpStream>) -> Result<Reply, ProbeError> {
     conn.exchange(Phase::StartTls, &[b"STARTTLS"]).await
 }
 
@@ -242,28 +287,11 @@ async fn handshake(
                     facts.chain_len,
                     facts.handshake_seconds * 1e3
                 ));
-                t.push("C: QUIT (over TLS; the 221 is not awaited)".to_owned());
             }
             Err(e) => t.push(format!("-- TLS handshake failed: {e}")),
         }
     }
     handshake.map_err(ProbeError::from)
-}
-
-/// QUIT, close_notify, FIN; do not wait for the 221: after a TLS 1.3 session ticket it
-/// would be held back by the server's delayed-ACK stall (docs/performance.md). A failure here
-/// changes nothing the probe learned, so it is only logged.
-async fn quit_tls(mut tls_stream: TlsStream<TcpStream>, deadline: Instant) {
-    let quit = timeout_at(quit_deadline(deadline), async {
-        tls_stream.write_all(b"QUIT\r\n").await?;
-        tls_stream.shutdown().await
-    })
-    .await;
-    match quit {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => debug!(phase = "quit", error = %e, "QUIT over TLS failed"),
-        Err(_) => debug!(phase = "quit", "QUIT over TLS timed out"),
-    }
 }
 
 /// The QUIT gets at most [`QUIT_TIMEOUT`], and never goes past the probe's deadline.
@@ -298,10 +326,10 @@ async fn connect(addr: SocketAddr, deadline: Instant) -> Result<TcpStream, Probe
     Ok(stream)
 }
 
-/// The plaintext connection: socket, one fixed read buffer (reused for every reply),
-/// the reply parser and the optional transcript.
-struct Conn<'t> {
-    stream: TcpStream,
+/// The connection (plaintext, or TLS after the handshake): stream, one fixed read buffer
+/// (reused for every reply), the reply parser and the optional transcript.
+struct Conn<'t, S> {
+    stream: S,
     buf: Box<[u8]>,
     /// Unconsumed input is `buf[start..end]`.
     start: usize,
@@ -311,10 +339,42 @@ struct Conn<'t> {
     transcript: Option<&'t mut Vec<String>>,
     /// The probe's deadline: no phase reads or writes past it.
     deadline: Instant,
+    /// TCP_QUICKACK after each command ([`SmtpOptions::quickack`]; over TLS only).
+    quickack: bool,
 }
 
-impl<'t> Conn<'t> {
-    fn new(stream: TcpStream, transcript: Option<&'t mut Vec<String>>, deadline: Instant) -> Self {
+impl<'t> Conn<'t, TcpStream> {
+    fn into_parts(self) -> (TcpStream, Option<&'t mut Vec<String>>) {
+        (self.stream, self.transcript)
+    }
+
+    /// Octets pipelined after the last reply: those already buffered, plus whatever the
+    /// socket holds right now (one non-blocking read; they are discarded, as the probe
+    /// aborts anyway). Bytes arriving later reach the TLS layer and fail the handshake.
+    fn pipelined(&mut self) -> usize {
+        let mut octets = self.buffered();
+        let free = if self.end < self.buf.len() {
+            self.end
+        } else {
+            // Buffer full: any free slice will do, the content is thrown away.
+            self.start = 0;
+            self.end = 0;
+            0
+        };
+        if let Ok(n) = self.stream.try_read(&mut self.buf[free..]) {
+            octets += n;
+        }
+        octets
+    }
+}
+
+impl<'t, S: Transport> Conn<'t, S> {
+    fn new(
+        stream: S,
+        transcript: Option<&'t mut Vec<String>>,
+        deadline: Instant,
+        quickack: bool,
+    ) -> Self {
         Self {
             stream,
             buf: vec![0; READ_BUFFER_OCTETS].into_boxed_slice(),
@@ -324,16 +384,13 @@ impl<'t> Conn<'t> {
             out: Vec::with_capacity(64),
             transcript,
             deadline,
+            quickack,
         }
     }
 
     /// Octets received but not consumed by any reply.
     fn buffered(&self) -> usize {
         self.end - self.start
-    }
-
-    fn into_parts(self) -> (TcpStream, Option<&'t mut Vec<String>>) {
-        (self.stream, self.transcript)
     }
 
     /// Read one complete reply. Not bounded in time by itself: callers wrap the phase in
@@ -399,10 +456,18 @@ impl<'t> Conn<'t> {
         }
         self.out.extend_from_slice(b"\r\n");
         debug!(phase = phase.as_str(), "command");
-        match self.stream.write_all(&self.out).await {
-            Ok(()) => Ok(()),
-            Err(e) => Err(self.io_error(phase, &e)),
+        if let Err(e) = self.stream.write_all(&self.out).await {
+            return Err(self.io_error(phase, &e));
         }
+        // tokio-rustls may buffer a record until flushed; a plain socket's flush is a no-op.
+        if let Err(e) = self.stream.flush().await {
+            return Err(self.io_error(phase, &e));
+        }
+        if self.quickack {
+            // After the write, not before: docs/performance.md.
+            secure::quickack(self.stream.tcp());
+        }
+        Ok(())
     }
 
     /// A reset or broken pipe is the server closing on us: `Closed`; the rest is `Io`.
@@ -419,25 +484,6 @@ impl<'t> Conn<'t> {
                 error: IoFailure::from(e),
             },
         }
-    }
-
-    /// Octets pipelined after the last reply: those already buffered, plus whatever the
-    /// socket holds right now (one non-blocking read; they are discarded, as the probe
-    /// aborts anyway). Bytes arriving later reach the TLS layer and fail the handshake.
-    fn pipelined(&mut self) -> usize {
-        let mut octets = self.buffered();
-        let free = if self.end < self.buf.len() {
-            self.end
-        } else {
-            // Buffer full: any free slice will do, the content is thrown away.
-            self.start = 0;
-            self.end = 0;
-            0
-        };
-        if let Ok(n) = self.stream.try_read(&mut self.buf[free..]) {
-            octets += n;
-        }
-        octets
     }
 
     /// Command and reply, both before the probe's deadline (so a dripping server cannot
@@ -529,15 +575,15 @@ mod tests {
     use tokio::net::TcpListener;
     use tokio::sync::oneshot;
 
-    const MX: &str = "mx.test.example";
+    pub(super) const MX: &str = "mx.test.example";
 
-    struct TestPki {
-        chain: Vec<CertificateDer<'static>>,
-        key: PrivateKeyDer<'static>,
+    pub(super) struct TestPki {
+        pub(super) chain: Vec<CertificateDer<'static>>,
+        pub(super) key: PrivateKeyDer<'static>,
     }
 
     /// CA + leaf for `MX`, served as leaf, CA.
-    fn pki() -> TestPki {
+    pub(super) fn pki() -> TestPki {
         let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
         ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
         let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
@@ -552,7 +598,7 @@ mod tests {
         }
     }
 
-    fn server_config(
+    pub(super) fn server_config(
         pki: &TestPki,
         versions: &[&'static rustls::SupportedProtocolVersion],
     ) -> Arc<rustls::ServerConfig> {
@@ -567,7 +613,7 @@ mod tests {
         Arc::new(config)
     }
 
-    fn options() -> SmtpOptions {
+    pub(super) fn options() -> SmtpOptions {
         let mut o = SmtpOptions::new("probe.test.example", tls::client_config());
         o.server_name = Some(MX.to_owned());
         o.deadline = Instant::now() + Duration::from_secs(5);
@@ -576,7 +622,7 @@ mod tests {
     }
 
     /// Serve one connection on 127.0.0.1 with `script`.
-    async fn serve<F, Fut>(script: F) -> SocketAddr
+    pub(super) async fn serve<F, Fut>(script: F) -> SocketAddr
     where
         F: FnOnce(TcpStream) -> Fut + Send + 'static,
         Fut: std::future::Future<Output = ()> + Send + 'static,
@@ -592,7 +638,7 @@ mod tests {
     }
 
     /// Read one command line byte by byte (never over-reads, so TLS can follow).
-    async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> String {
+    pub(super) async fn read_line<R: AsyncRead + Unpin>(r: &mut R) -> String {
         let mut line = Vec::new();
         let mut b = [0u8; 1];
         while r.read(&mut b).await.unwrap_or(0) == 1 {
@@ -604,10 +650,10 @@ mod tests {
         String::from_utf8_lossy(&line).into_owned()
     }
 
-    const EHLO_OK: &[u8] = b"250-mx.test.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 REQUIRETLS\r\n";
+    pub(super) const EHLO_OK: &[u8] = b"250-mx.test.example\r\n250-PIPELINING\r\n250-SIZE 10240000\r\n250-8BITMIME\r\n250-STARTTLS\r\n250 REQUIRETLS\r\n";
 
     /// Greeting and EHLO with STARTTLS, then read the STARTTLS command.
-    async fn until_starttls(s: &mut TcpStream) {
+    pub(super) async fn until_starttls(s: &mut TcpStream) {
         s.write_all(b"220 mx.test.example ESMTP test\r\n")
             .await
             .unwrap();
@@ -616,10 +662,15 @@ mod tests {
         assert_eq!(read_line(s).await, "STARTTLS\r\n");
     }
 
-    /// A good STARTTLS server; sends (SNI seen, command after TLS) when done.
+    /// The reply of [`good_server`] to the EHLO over TLS.
+    pub(super) const EHLO_TLS_OK: &[u8] =
+        b"250-mx.test.example\r\n250-PIPELINING\r\n250-REQUIRETLS\r\n250 SIZE 10240000\r\n";
+
+    /// A good STARTTLS server that answers the EHLO over TLS with [`EHLO_TLS_OK`]; sends
+    /// (SNI seen, commands after TLS) when done.
     async fn good_server(
         config: Arc<rustls::ServerConfig>,
-    ) -> (SocketAddr, oneshot::Receiver<(Option<String>, String)>) {
+    ) -> (SocketAddr, oneshot::Receiver<(Option<String>, Vec<String>)>) {
         let (tx, rx) = oneshot::channel();
         let addr = serve(move |mut s| async move {
             until_starttls(&mut s).await;
@@ -631,16 +682,31 @@ mod tests {
                 .await
                 .unwrap();
             let sni = tls.get_ref().1.server_name().map(str::to_owned);
-            let cmd = read_line(&mut tls).await;
-            let _ = tls.write_all(b"221 2.0.0 Bye\r\n").await;
+            let mut cmds = Vec::new();
+            loop {
+                let cmd = read_line(&mut tls).await;
+                if cmd.is_empty() {
+                    break;
+                }
+                let reply: &[u8] = if cmd.starts_with("EHLO ") {
+                    EHLO_TLS_OK
+                } else {
+                    b"221 2.0.0 Bye\r\n"
+                };
+                cmds.push(cmd);
+                let _ = tls.write_all(reply).await;
+                if reply.starts_with(b"221") {
+                    break;
+                }
+            }
             let _ = tls.shutdown().await;
-            let _ = tx.send((sni, cmd));
+            let _ = tx.send((sni, cmds));
         })
         .await;
         (addr, rx)
     }
 
-    fn assert_error(report: &SmtpReport, reason: &str) {
+    pub(super) fn assert_error(report: &SmtpReport, reason: &str) {
         let err = report
             .error
             .as_ref()
@@ -664,9 +730,16 @@ mod tests {
         assert_eq!(tls.version, "TLSv1.3");
         assert!(tls.cipher.starts_with("TLS13_"), "{}", tls.cipher);
         assert_eq!(tls.chain, pki.chain, "chain exactly as served, leaf first");
-        let (sni, cmd) = done.await.unwrap();
+        let (sni, cmds) = done.await.unwrap();
         assert_eq!(sni.as_deref(), Some(MX));
-        assert_eq!(cmd, "QUIT\r\n", "only QUIT after TLS, no second EHLO");
+        // RFC 3207 §4.2: EHLO again over TLS, then QUIT.
+        assert_eq!(cmds, ["EHLO probe.test.example\r\n", "QUIT\r\n"]);
+        assert_eq!(report.ehlo_after_tls_success(), Some(true));
+        assert_eq!(report.requiretls_advertised(), Some(true));
+        assert_eq!(
+            report.extensions_after_tls,
+            ["PIPELINING", "REQUIRETLS", "SIZE"]
+        );
         assert_eq!(report.transcript[0], "S: 220 mx.test.example ESMTP test");
         assert_eq!(report.transcript[1], "C: EHLO probe.test.example");
         assert!(report
@@ -844,7 +917,7 @@ mod tests {
     }
 
     /// Keeps the connection open and silent until the test ends.
-    async fn hold(s: TcpStream) {
+    pub(super) async fn hold(s: TcpStream) {
         let _keep = s;
         tokio::time::sleep(Duration::from_secs(3600)).await;
     }
@@ -866,6 +939,8 @@ mod tests {
             assert_eq!(read_line(&mut s).await, "STARTTLS\r\n");
             s.write_all(b"220 go ahead\r\n").await.unwrap();
             if let Ok(mut tls) = tokio_rustls::TlsAcceptor::from(config).accept(s).await {
+                assert!(read_line(&mut tls).await.starts_with("EHLO "));
+                let _ = tls.write_all(EHLO_TLS_OK).await;
                 let _ = read_line(&mut tls).await;
             }
         })
