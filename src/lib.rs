@@ -7,7 +7,7 @@
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
-//! 1. target, logging
+//! 1. target, logging, sts
 //! 2. config
 //! 3. model
 //! 4. cert
@@ -30,6 +30,7 @@ pub mod model;
 pub mod probe;
 pub mod scheduler;
 pub mod status;
+pub mod sts;
 pub mod target;
 pub mod text;
 pub mod transport;
