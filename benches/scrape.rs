@@ -251,6 +251,8 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         lookups,
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
     };
     let _ = &served.mx;
     r.success = r.compute_success();

@@ -488,7 +488,7 @@ mod tests {
             );
         }
         assert_eq!(
-            parse_sts_record("v=STSv1; id=x").unwrap_err().reason(),
+            parse_sts_record("v=STSv1; id=x_y").unwrap_err().reason(),
             "bad_id"
         );
         assert!(parse_sts_record(&format!("v=STSv1; id={}", "Z9".repeat(16))).is_ok());

@@ -7,7 +7,10 @@
 //! certificate subjects, SMTP replies, error and EDE text) goes through [`Esc`]: control
 //! and bidirectional-override characters are shown escaped (`\u{1b}`), never written to
 //! the terminal raw.
+//! MTA-STS and TLSRPT: `policies`.
 //! Not here: probing (`probe`), the CLI command (`check`), metrics (`metrics`).
+
+mod policies;
 
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -86,6 +89,7 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
             render_address(&mut o, h, a, verbose);
         }
     }
+    policies::render_policies(&mut o, r);
     o
 }
 
@@ -521,6 +525,8 @@ mod tests {
                 lookups: vec![Arc::new(lookup)],
                 error: Some(format!("error{ESC}")),
                 success: false,
+                mta_sts: None,
+                tlsrpt: None,
             };
             for verbose in [false, true] {
                 let out = render_text(&r, verbose);

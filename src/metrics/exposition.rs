@@ -258,6 +258,8 @@ mod tests {
             lookups: Vec::new(),
             error: None,
             success: true,
+            mta_sts: None,
+            tlsrpt: None,
         })
     }
 

@@ -47,6 +47,7 @@ pub(crate) fn encode_reports(
     session_info_families(enc, reports)?;
     cert_families(enc, reports)?;
     dane_families(enc, reports)?;
+    super::policies::policy_families(enc, reports)?;
     Ok(())
 }
 
@@ -403,7 +404,7 @@ fn dane_families(
     Ok(())
 }
 
-fn gauge<L: EncodeLabelSet>(
+pub(super) fn gauge<L: EncodeLabelSet>(
     enc: &mut MetricEncoder<'_>,
     labels: &L,
     v: f64,
@@ -411,7 +412,7 @@ fn gauge<L: EncodeLabelSet>(
     enc.encode_family(labels)?.encode_gauge(&v)
 }
 
-fn b(v: bool) -> f64 {
+pub(super) fn b(v: bool) -> f64 {
     if v {
         1.0
     } else {
@@ -420,7 +421,7 @@ fn b(v: bool) -> f64 {
 }
 
 /// Writes one gauge family: `each` is called with the family encoder for every report.
-fn family(
+pub(super) fn family(
     enc: &mut DescriptorEncoder,
     name: &str,
     help: &str,
@@ -436,12 +437,12 @@ fn family(
 }
 
 /// The `address` label: the IP connected to, "" when the host's addresses were not resolved.
-fn address_label(a: &AddressReport) -> String {
+pub(super) fn address_label(a: &AddressReport) -> String {
     a.address.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// `target`, `mx`, `address` and any further labels of a per-address series.
-fn addr_labels<'a>(
+pub(super) fn addr_labels<'a>(
     r: &'a TargetReport,
     h: &'a HostReport,
     addr: &'a str,

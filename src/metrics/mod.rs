@@ -9,12 +9,13 @@
 //! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
 //! record disappear with the report that carried them.
 //! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
-//! `own` (the exporter's own metrics).
+//! `own` (the exporter's own metrics), `policies` (MTA-STS and TLSRPT).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
 mod exposition;
 mod families;
 mod own;
+mod policies;
 
 pub(crate) use exposition::wants_openmetrics;
 pub use exposition::{encode_report, render_report, EncodedReport, Exposition, ReportSource};

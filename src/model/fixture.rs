@@ -189,6 +189,8 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         lookups: Vec::new(),
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
     }
 }
 

@@ -18,6 +18,7 @@
 
 mod cache;
 pub mod dns;
+mod mta_sts;
 pub(crate) mod mx;
 pub(crate) mod policy;
 mod shared;
@@ -64,6 +65,8 @@ pub struct ProbeContext {
     pub(crate) smtp_cache: SmtpCache,
     /// SMTP dialogues actually run (cache misses).
     pub(crate) smtp_probes: AtomicU64,
+    /// MTA-STS policies fetched this round.
+    pub(crate) policies: mta_sts::PolicyCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -95,6 +98,7 @@ impl ProbeContext {
             // One SMTP probe per address per round: results are reused for most of an interval.
             smtp_cache: SmtpCache::new(cfg.interval.mul_f64(0.9)),
             smtp_probes: AtomicU64::new(0),
+            policies: mta_sts::PolicyCache::new(cfg.interval.mul_f64(0.9)),
         })
     }
 }
@@ -182,6 +186,8 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
         lookups: Vec::new(),
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
     }
 }
 
@@ -239,7 +245,17 @@ async fn run(
             report.hosts.push(h);
         }
         NextHop::Domain(domain) => {
-            run_domain(ctx, &mut report, domain, opts, deadline, slots).await?;
+            // The policies beside DANE run alongside, under the same deadline.
+            let (dane, policies) = tokio::join!(
+                run_domain(ctx, &mut report, domain, opts, deadline, slots),
+                mta_sts::probe_policies(ctx, domain, opts, deadline)
+            );
+            dane?;
+            report.lookups.extend(policies.lookups);
+            let mut sts = policies.sts;
+            sts.judge_all(&report.hosts);
+            report.mta_sts = Some(sts);
+            report.tlsrpt = Some(policies.tlsrpt);
         }
     }
     Ok(report)

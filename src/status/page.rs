@@ -640,6 +640,8 @@ mod tests {
             lookups: Vec::new(),
             error: None,
             success: false,
+            mta_sts: None,
+            tlsrpt: None,
         };
         r.success = r.compute_success();
         r
