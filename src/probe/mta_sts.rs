@@ -16,7 +16,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hickory_proto::rr::{Name, RecordType};
+use hickory_proto::rr::RecordType;
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -137,7 +137,7 @@ fn problem(reason: &'static str, detail: impl Into<String>) -> StsProblem {
 /// The TXT RRset at `name`: `Ok` with records or a proven absence (NXDOMAIN, NODATA),
 /// `Err` when the lookup failed, was bogus or did not finish by `deadline`.
 async fn txt(ctx: &ProbeContext, name: &str, deadline: Instant) -> Result<Arc<Answer>, String> {
-    let qname = Name::from_ascii(name).map_err(|e| format!("{name} is not a DNS name: {e}"))?;
+    let qname = super::mx::fqdn(name).ok_or_else(|| format!("{name} is not a DNS name"))?;
     let a = timeout_at(deadline, ctx.dns.lookup(&qname, RecordType::TXT))
         .await
         .map_err(|_| format!("the TXT lookup of {name} did not finish in time"))?;
@@ -264,8 +264,8 @@ async fn fetch_inner(
 
 /// The addresses of the policy host (A, then AAAA) through the probe's resolver.
 async fn host_addresses(ctx: &ProbeContext, host: &str) -> Result<Vec<IpAddr>, StsProblem> {
-    let qname = Name::from_ascii(host)
-        .map_err(|e| problem("host_dns", format!("{host} is not a DNS name: {e}")))?;
+    let qname = super::mx::fqdn(host)
+        .ok_or_else(|| problem("host_dns", format!("{host} is not a DNS name")))?;
     let (a, aaaa) = tokio::join!(
         ctx.dns.lookup(&qname, RecordType::A),
         ctx.dns.lookup(&qname, RecordType::AAAA)
@@ -300,10 +300,12 @@ where
     let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(http_err)?;
-    // The connection task ends with the response or at the deadline, whichever is first.
-    tokio::spawn(async move {
-        let _ = timeout_at(deadline, conn).await;
+    // The connection task drives the I/O; it ends with the connection, at the deadline, or
+    // when this fetch is dropped (the probe's deadline), whichever is first.
+    let task = tokio::spawn(async move {
+        let _ = timeout_at(deadline + Duration::from_secs(1), conn).await;
     });
+    let _abort = AbortOnDrop(task.abort_handle());
     let req = hyper::Request::get(POLICY_PATH)
         .header(hyper::header::HOST, host)
         .header(
@@ -365,4 +367,13 @@ where
         }
     }
     Ok(Bytes::from(out))
+}
+
+/// Aborts the HTTP connection task when the fetch ends or is dropped.
+struct AbortOnDrop(tokio::task::AbortHandle);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
