@@ -329,7 +329,39 @@ pub(crate) fn complete_report() -> TargetReport {
             Data::None,
         ),
     ];
+    r.mta_sts = Some(super::policies::StsReport {
+        record_dnssec: Some(Dnssec::Secure),
+        id: Some("20260101".into()),
+        policy: Some(crate::sts::Policy {
+            mode: crate::sts::Mode::Enforce,
+            max_age: 604_800,
+            mx: vec![MX1.into()],
+        }),
+        url: Some(format!("https://mta-sts.{TARGET}/.well-known/mta-sts.txt")),
+        cert_not_after: Some(NOT_AFTER),
+        fetch_seconds: Some(0.05),
+        ..Default::default()
+    });
+    r.tlsrpt = Some(super::policies::TlsRptReport::Valid {
+        record: crate::sts::TlsRpt {
+            rua: vec![format!("mailto:tlsrpt@{TARGET}")],
+        },
+    });
     r.success = r.compute_success();
+    r
+}
+
+/// [`complete_report`] with an MTA-STS policy that could not be fetched (the families that
+/// exist only for an invalid policy).
+pub(crate) fn invalid_policy_report() -> TargetReport {
+    let mut r = complete_report();
+    if let Some(s) = r.mta_sts.as_mut() {
+        s.policy = None;
+        s.problem = Some(super::policies::StsProblem {
+            reason: "redirect",
+            detail: "301 to elsewhere".into(),
+        });
+    }
     r
 }
 
