@@ -329,11 +329,11 @@ pub(crate) fn complete_report() -> TargetReport {
             Data::None,
         ),
     ];
-    r.mta_sts = Some(super::policies::StsReport {
+    r.mta_sts = Some(crate::model::policies::StsReport {
         record_dnssec: Some(Dnssec::Secure),
         id: Some("20260101".into()),
-        policy: Some(crate::sts::Policy {
-            mode: crate::sts::Mode::Enforce,
+        policy: Some(crate::model::policies::Policy {
+            mode: crate::model::policies::Mode::Enforce,
             max_age: 604_800,
             mx: vec![MX1.into()],
         }),
@@ -342,8 +342,8 @@ pub(crate) fn complete_report() -> TargetReport {
         fetch_seconds: Some(0.05),
         ..Default::default()
     });
-    r.tlsrpt = Some(super::policies::TlsRptReport::Valid {
-        record: crate::sts::TlsRpt {
+    r.tlsrpt = Some(crate::model::policies::TlsRptReport::Valid {
+        record: crate::model::policies::TlsRpt {
             rua: vec![format!("mailto:tlsrpt@{TARGET}")],
         },
     });
@@ -357,7 +357,7 @@ pub(crate) fn invalid_policy_report() -> TargetReport {
     let mut r = complete_report();
     if let Some(s) = r.mta_sts.as_mut() {
         s.policy = None;
-        s.problem = Some(super::policies::StsProblem {
+        s.problem = Some(crate::model::policies::StsProblem {
             reason: "redirect",
             detail: "301 to elsewhere".into(),
         });

@@ -10,7 +10,9 @@ use serde::Serialize;
 
 use super::dns::Dnssec;
 use super::report::{AddressReport, HostReport};
-use crate::sts::{mx_matches, Mode, Policy, TlsRpt};
+use crate::sts::mx_matches;
+/// The syntax types a report carries, re-exported for the model's users.
+pub use crate::sts::{Mode, Policy, TlsRpt};
 
 /// Why a policy is `invalid`: every word [`StsProblem::reason`] can take, in a fixed order.
 pub const STS_REASONS: [&str; 16] = [
