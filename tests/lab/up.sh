@@ -49,7 +49,7 @@ TTL=5
 
 # nothing else may hold the lab's ports (another lab in another LABDIR, a system resolver or MTA
 # bound to 0.0.0.0)
-busy=$(ss -Hlnptu 2>/dev/null | awk '$5 ~ /^(127\.53\.0\.[0-9]+|0\.0\.0\.0|\*):53$/ || $5 ~ /^(127\.25\.0\.[0-9]+|0\.0\.0\.0|\*):25$/' || true)
+busy=$(ss -Hlnptu 2>/dev/null | awk '$5 ~ /^(127\.53\.0\.[0-9]+|0\.0\.0\.0|\*):53$/ || $5 ~ /^(127\.25\.0\.[0-9]+|0\.0\.0\.0|\*):25$/ || $5 ~ /^(127\.43\.0\.1|0\.0\.0\.0|\*):443$/' || true)
 [ -z "$busy" ] || die "lab ports are in use (another lab running? stop it with its down.sh):
 $(head -5 <<<"$busy")
 ($(wc -l <<<"$busy") sockets in all; see: ss -lnptu)"
