@@ -299,6 +299,17 @@ fn every_scenario_gives_the_expected_metrics() -> Result<()> {
     if dane != Some(1.0) {
         wrong.push(format!("slow: dane_status verified = {dane:?}"));
     }
+    // ... and the probe ends at its deadline (3 s), not later.
+    let took = sample(
+        &m,
+        "mailtls_probe_duration_seconds",
+        &[("target", "slow.sts.test")],
+    );
+    if !took.is_some_and(|t| (2.5..3.9).contains(&t)) {
+        wrong.push(format!(
+            "slow: probe_duration_seconds = {took:?}, want about {TIMEOUT}"
+        ));
+    }
     if !wrong.is_empty() {
         bail!("{}\n--- exposition:\n{}", wrong.join("\n"), m);
     }
