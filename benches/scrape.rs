@@ -121,6 +121,7 @@ fn answer(name: &str, rtype: &str, data: Data, now: i64) -> Arc<Answer> {
         sig_expiry: Some(now + 20 * 86_400),
         reason: None,
         ttl: 300,
+        original_ttl: None,
     })
 }
 
@@ -253,6 +254,7 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         success: false,
         mta_sts: None,
         tlsrpt: None,
+        staged: Vec::new(),
     };
     let _ = &served.mx;
     r.success = r.compute_success();

@@ -137,6 +137,73 @@ pub fn evaluate(input: &DaneInput<'_>) -> DaneEvaluation {
     }
 }
 
+/// Judges the TLSA RRset against a bare public key (a staged `public_key_file`): what a
+/// DANE-enforcing sender would conclude once a certificate with this key is served. Only
+/// DANE-EE records with selector 1 (`3 1 x`) can be decided from a key: their data is the
+/// key itself or its digest, and RFC 7672 §3.1.1 checks neither names nor dates. Selector 0
+/// covers the whole certificate and usage 2 a CA's chain: those records are
+/// [`RecordDetail::KeyOnly`], neither matching nor authenticating. Digest agility
+/// (RFC 7671 §9) applies as in [`evaluate`].
+pub fn evaluate_key(records: &[Tlsa], spki: &[u8]) -> DaneEvaluation {
+    let usability: Vec<Result<(), Unusable>> = records.iter().map(usability).collect();
+    let strongest = strongest_digests(records, &usability);
+    let mut any_usable = false;
+    let mut verified = None;
+    let mut checks = Vec::with_capacity(records.len());
+    for (index, (record, usable)) in records.iter().zip(usability).enumerate() {
+        let (matched, authenticates, detail) = match usable {
+            Err(why) => (false, false, RecordDetail::Unusable(why)),
+            Ok(()) => {
+                any_usable = true;
+                if record.usage != USAGE_DANE_EE || record.selector != SELECTOR_SPKI {
+                    (false, false, RecordDetail::KeyOnly)
+                } else {
+                    let data: Vec<u8> = match record.matching {
+                        MATCHING_SHA256 => Sha256::digest(spki).to_vec(),
+                        MATCHING_SHA512 => Sha512::digest(spki).to_vec(),
+                        _ => spki.to_vec(),
+                    };
+                    let matched = data == record.data;
+                    let by_matching = strongest_for(&strongest, record);
+                    if by_matching > record.matching {
+                        let detail = RecordDetail::Superseded {
+                            by_matching,
+                            matched,
+                        };
+                        (matched, false, detail)
+                    } else if matched {
+                        if verified.is_none() {
+                            verified = Some(Authentication::Verified {
+                                record: index,
+                                depth: 0,
+                            });
+                        }
+                        (true, true, RecordDetail::Matched { depth: 0 })
+                    } else {
+                        let leaf_digest = hex::encode(data);
+                        (false, false, RecordDetail::LeafMismatch { leaf_digest })
+                    }
+                }
+            }
+        };
+        checks.push(RecordCheck {
+            record: record.clone(),
+            matched,
+            authenticates,
+            detail,
+        });
+    }
+    let authentication = match verified {
+        Some(verified) => verified,
+        None if any_usable => Authentication::NotAuthenticated,
+        None => Authentication::NoUsableRecords,
+    };
+    DaneEvaluation {
+        checks,
+        authentication,
+    }
+}
+
 /// Strongest digest matching type per (usage − 2, selector) among usable records;
 /// 0 where the group has no digest record.
 type Strongest = [[u8; 2]; 2];

@@ -35,6 +35,7 @@ use crate::admission::{self, Admission, Outcome};
 use crate::config::ProbeAccess;
 use crate::metrics::{self, wants_openmetrics};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::AddressPolicy;
 use crate::scheduler::Scheduler;
 use crate::status::{self, WebPrefix};
@@ -281,11 +282,17 @@ async fn probe(app: &App, req: &Request<Incoming>) -> Resp {
         Ok(r) => r,
         Err(resp) => return *resp,
     };
+    // First-seen times and staged entries (README, "Rolling over certificates and keys").
+    let r = crate::rollover::apply_to_probe(app.scheduler.rollover(), &cfg, &hop, r);
     if debug_out {
         return metric_response(
             req.headers(),
             "text/plain; charset=utf-8",
-            render_text(&r, true),
+            format!(
+                "{}{}",
+                render_text(&r, true),
+                render_staged(&r, unix_now() as f64)
+            ),
         )
         .await;
     }
@@ -337,15 +344,17 @@ fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// The status page (`status::render_page`) over the configured targets and their last
-/// stored summaries, with a strict Content-Security-Policy.
+/// The status page (`status::render_page`) over the targets this replica schedules (its shard
+/// of the configured ones) and their last stored summaries, with a strict
+/// Content-Security-Policy.
 fn status_page(app: &App, req: &Request<Incoming>) -> Resp {
     let query = status::PageQuery::from_params(&query_params(req.uri().query().unwrap_or("")));
     let cfg = app.scheduler.current().map(|(c, _)| c);
+    let shard = app.scheduler.shard();
     let store = app.scheduler.store();
     let entries: Vec<status::Entry<'_>> = cfg
         .iter()
-        .flat_map(|c| c.targets.iter())
+        .flat_map(|c| c.scheduled_targets(shard))
         .map(|t| status::Entry {
             target: &t.name,
             summary: store.get(&t.name).map(|s| s.page.clone()),

@@ -7,16 +7,17 @@
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
-//! 1. target, logging, sts
+//! 1. target, logging, shard, sts
 //! 2. config
 //! 3. model
 //! 4. cert
 //! 5. dane
-//! 6. probe, metrics, text, status
-//! 7. scheduler, admission
-//! 8. webconfig, transport
-//! 9. http, check
-//! 10. main
+//! 6. probe, metrics, text, status, staged, planner
+//! 7. rollover
+//! 8. scheduler, admission
+//! 9. webconfig, transport
+//! 10. http, check
+//! 11. main
 
 pub mod admission;
 pub mod cert;
@@ -27,8 +28,12 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod planner;
 pub mod probe;
+pub mod rollover;
 pub mod scheduler;
+pub mod shard;
+pub mod staged;
 pub mod status;
 pub mod sts;
 pub mod target;

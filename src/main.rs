@@ -18,6 +18,7 @@ use mailtls_exporter::http::{self, App};
 use mailtls_exporter::logging::{self, Format, Level};
 use mailtls_exporter::metrics::{ExporterMetrics, Exposition};
 use mailtls_exporter::scheduler::Scheduler;
+use mailtls_exporter::shard::{self, Setting, ShardSpec};
 use mailtls_exporter::status::WebPrefix;
 use mailtls_exporter::transport::{self, Limits};
 use mailtls_exporter::webconfig::WebState;
@@ -56,6 +57,14 @@ struct Cli {
     /// Test hook: the response write deadline (default 60s); not part of the interface.
     #[arg(long = "web.write-timeout", hide = true, default_value = "60s", value_parser = humantime::parse_duration)]
     write_timeout: Duration,
+    /// Scheduled mode across replicas: how many replicas share the configured targets
+    /// (Prometheus' hashmod of the `target` label; README, "Scaling out"). Wins over `shard.count`.
+    #[arg(long = "shard.count", global = true, value_parser = shard::parse_count_flag, value_name = "N")]
+    shard_count: Option<Setting>,
+    /// This replica's shard, 0..N-1, or a StatefulSet pod name ending in -<ordinal>
+    /// (`--shard.index=$(POD_NAME)`). Wins over `shard.index`.
+    #[arg(long = "shard.index", global = true, value_parser = shard::parse_index_flag, value_name = "K")]
+    shard_index: Option<Setting>,
     #[arg(long = "log.level", value_enum, default_value = "info", global = true)]
     log_level: Level,
     #[arg(
@@ -89,6 +98,15 @@ enum Output {
     Json,
 }
 
+impl Cli {
+    fn shard_flags(&self) -> ShardSpec {
+        ShardSpec {
+            count: self.shard_count.clone(),
+            index: self.shard_index.clone(),
+        }
+    }
+}
+
 fn listen_addr(s: &str) -> Option<SocketAddr> {
     // ":19725" means every address, as Go exporters accept it.
     let s = if s.starts_with(':') {
@@ -120,7 +138,24 @@ fn main() -> ExitCode {
             }
             match load() {
                 Ok(c) => {
-                    println!("{}: valid, {} targets", c.source, c.targets.len());
+                    let shard = match c.shard_with(&cli.shard_flags()) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            eprintln!("{}: {e}", c.source);
+                            return ExitCode::from(EXIT_USAGE as u8);
+                        }
+                    };
+                    match shard {
+                        None => println!("{}: valid, {} targets", c.source, c.targets.len()),
+                        Some(s) => println!(
+                            "{}: valid, {} targets, {} of them in shard {} of {}",
+                            c.source,
+                            c.targets.len(),
+                            c.scheduled_targets(shard).count(),
+                            s.index(),
+                            s.count()
+                        ),
+                    }
                     if c.trusts_remote_ad_bit() {
                         eprintln!(
                             "warning: dns.resolver {}: {}",
@@ -197,7 +232,8 @@ fn daemon(cli: &Cli) -> ExitCode {
     };
     rt.block_on(async {
         let stats = Arc::new(ExporterMetrics::default());
-        let scheduler = Scheduler::new(cli.config_file.clone(), stats.clone());
+        let scheduler =
+            Scheduler::with_shard_flags(cli.config_file.clone(), stats.clone(), cli.shard_flags());
         if let Err(e) = scheduler.reload() {
             error!(error = %e, "cannot start with this configuration");
             return ExitCode::from(EXIT_USAGE as u8);

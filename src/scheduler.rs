@@ -8,6 +8,7 @@
 //! whether from SIGHUP or `POST /-/reload`), and graceful shutdown.
 //! Slots: each target gets a fixed random phase within the interval, so load spreads
 //! evenly; after (re)start every target is probed once within [`FIRST_PROBE_SPREAD`].
+//! Sharded (`--shard.*`, `shard:`), it probes only the targets of its shard (`shard`).
 //! Not here: what a probe does (`probe`), encoding (`metrics`).
 
 use std::collections::BTreeMap;
@@ -24,7 +25,10 @@ use tracing::{debug, info, warn};
 use crate::config::{self, Config, ConfigError};
 use crate::metrics::{encode_report, EncodedReport, ExporterMetrics, ReportSource};
 use crate::model::report::TargetReport;
+use crate::planner::render_staged;
 use crate::probe::{probe_target, ContextError, ProbeContext, ProbeOptions};
+use crate::rollover::Rollover;
+use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::status::{PackedText, Summary};
 use crate::text::render_text;
 
@@ -45,7 +49,8 @@ pub(crate) struct Stored {
     pub(crate) encoded: Arc<EncodedReport>,
     /// What the status page shows.
     pub(crate) page: Arc<Summary>,
-    /// `render_text(report, false)`, deflated: the status page's text view.
+    /// `render_text(report, false)` and the rollover planner, deflated: the status page's
+    /// text view.
     pub(crate) text: PackedText,
 }
 
@@ -56,7 +61,11 @@ impl Stored {
             dane_summary: report.dane_summary(),
             encoded: Arc::new(encode_report(report)),
             page: Arc::new(Summary::of(report)),
-            text: PackedText::new(&render_text(report, false)),
+            text: PackedText::new(&format!(
+                "{}{}",
+                render_text(report, false),
+                render_staged(report, report.timestamp)
+            )),
         }
     }
 }
@@ -103,11 +112,17 @@ pub enum ReloadError {
     Config(#[from] ConfigError),
     #[error(transparent)]
     Context(#[from] ContextError),
+    #[error("{file}: {error}")]
+    Shard { file: String, error: ShardError },
 }
 
 struct Running {
     config: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    /// This replica's shard of `config.targets` (`None`: all of them).
+    shard: Option<Shard>,
+    /// First-seen store and staged files; kept across reloads while `state_file` stays.
+    rollover: Arc<Rollover>,
     tasks: Vec<JoinHandle<()>>,
     stop: watch::Sender<bool>,
 }
@@ -116,6 +131,8 @@ struct Running {
 pub struct Scheduler {
     /// The config file to reload; `None` = the embedded default.
     path: Option<PathBuf>,
+    /// `--shard.*` flags: kept across reloads, they win over the file's `shard:` keys.
+    shard_flags: ShardSpec,
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     running: Mutex<Option<Running>>,
@@ -127,8 +144,18 @@ pub struct Scheduler {
 
 impl Scheduler {
     pub fn new(path: Option<PathBuf>, stats: Arc<ExporterMetrics>) -> Arc<Self> {
+        Self::with_shard_flags(path, stats, ShardSpec::default())
+    }
+
+    /// As [`Scheduler::new`], with the `--shard.*` flags.
+    pub fn with_shard_flags(
+        path: Option<PathBuf>,
+        stats: Arc<ExporterMetrics>,
+        shard_flags: ShardSpec,
+    ) -> Arc<Self> {
         Arc::new(Self {
             path,
+            shard_flags,
             store: Arc::new(Store::default()),
             stats,
             running: Mutex::new(None),
@@ -149,6 +176,16 @@ impl Scheduler {
         self.running()
             .as_ref()
             .map(|r| (r.config.clone(), r.ctx.clone()))
+    }
+
+    /// The shard in force (`None`: every configured target is scheduled here).
+    pub(crate) fn shard(&self) -> Option<Shard> {
+        self.running().as_ref().and_then(|r| r.shard)
+    }
+
+    /// The rollover store of the current config (for `/probe`).
+    pub(crate) fn rollover(&self) -> Option<Arc<Rollover>> {
+        self.running().as_ref().map(|r| r.rollover.clone())
     }
 
     fn load(&self) -> Result<Config, ConfigError> {
@@ -172,8 +209,14 @@ impl Scheduler {
                 info!(source = %cfg.source, "configuration unchanged");
                 return Ok(());
             }
+            let shard = cfg
+                .shard_with(&self.shard_flags)
+                .map_err(|error| ReloadError::Shard {
+                    file: cfg.source.clone(),
+                    error,
+                })?;
             let ctx = ProbeContext::new(&cfg)?;
-            self.start(cfg, ctx);
+            self.start(cfg, ctx, shard);
             Ok(())
         });
         match &result {
@@ -194,21 +237,27 @@ impl Scheduler {
         result
     }
 
-    fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext) {
+    fn start(self: &Arc<Self>, cfg: Config, ctx: ProbeContext, shard: Option<Shard>) {
         let cfg = Arc::new(cfg);
         let ctx = Arc::new(ctx);
+        let rollover = match self.rollover() {
+            Some(r) if r.state_file() == cfg.state_file.as_deref() => r,
+            _ => Arc::new(Rollover::open(cfg.state_file.as_deref(), true)),
+        };
         let (stop, stop_rx) = watch::channel(false);
         let sem = Arc::new(Semaphore::new(cfg.concurrency));
-        let mut tasks = Vec::with_capacity(cfg.targets.len() + 1);
+        let owned: Vec<&config::Target> = cfg.scheduled_targets(shard).collect();
+        let mut tasks = Vec::with_capacity(owned.len() + 1);
         {
             let mut rng = rand::rng();
-            for t in &cfg.targets {
+            for &t in &owned {
                 let first = first_delay(cfg.interval, rng.random::<f64>());
                 let phase = cfg.interval.mul_f64(rng.random::<f64>());
                 tasks.push(tokio::spawn(target_loop(
                     t.clone(),
                     cfg.clone(),
                     ctx.clone(),
+                    rollover.clone(),
                     self.store.clone(),
                     self.stats.clone(),
                     sem.clone(),
@@ -220,8 +269,7 @@ impl Scheduler {
         }
         // Ask the resolver only when some target needs DNS: an address-only config (the
         // sidecar default) must send no query at all.
-        if cfg
-            .targets
+        if owned
             .iter()
             .any(|t| !matches!(t.hop, crate::target::NextHop::Address { .. }))
         {
@@ -235,11 +283,12 @@ impl Scheduler {
             self.stats.resolver_validating.set(None);
         }
         let names: std::collections::HashSet<String> =
-            cfg.targets.iter().map(|t| t.name.clone()).collect();
+            owned.iter().map(|t| t.name.clone()).collect();
         self.store.retain(|t| names.contains(t));
-        self.stats.targets.set(cfg.targets.len() as i64);
+        self.stats.targets.set(owned.len() as i64);
+        self.stats.shard.set(shard, cfg.targets.len());
         self.stats.target_info.clear();
-        for t in &cfg.targets {
+        for t in &owned {
             self.stats
                 .target_info
                 .get_or_create(&[
@@ -248,14 +297,20 @@ impl Scheduler {
                 ])
                 .set(1);
         }
-        info!(source = %cfg.source, targets = cfg.targets.len(), interval = ?cfg.interval,
+        let shard_index = shard.map(|s| s.index());
+        let shard_count = shard.map(|s| s.count());
+        info!(source = %cfg.source, targets = owned.len(), configured = cfg.targets.len(),
+              shard_index = ?shard_index, shard_count = ?shard_count, interval = ?cfg.interval,
               validation = ?cfg.dns.validation, resolver = %cfg.dns.resolver, "configuration loaded");
         if cfg.trusts_remote_ad_bit() {
             warn!(resolver = %cfg.dns.resolver, "{REMOTE_AD_WARNING}");
         }
+        drop(owned);
         let old = self.running().replace(Running {
             config: cfg,
             ctx,
+            shard,
+            rollover,
             tasks,
             stop,
         });
@@ -303,6 +358,7 @@ async fn target_loop(
     target: config::Target,
     cfg: Arc<Config>,
     ctx: Arc<ProbeContext>,
+    rollover: Arc<Rollover>,
     store: Arc<Store>,
     stats: Arc<ExporterMetrics>,
     sem: Arc<Semaphore>,
@@ -334,6 +390,8 @@ async fn target_loop(
         ))
         .await;
         drop(permit);
+        let mut report = report;
+        rollover.apply(&target.staged, &mut report);
         stats.count_probe(report.success);
         let report = Arc::new(report);
         let stored = Arc::new(Stored::new(&report));
@@ -561,5 +619,104 @@ mod tests {
         assert_consistent(&s, &stats, &path);
         s.shutdown(Duration::from_secs(1)).await;
         assert!(s.current().is_none(), "shutdown took the running config");
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_sharded_replica_schedules_its_hashmod_share_and_keeps_the_shard_on_reload() {
+        use crate::shard::{hashmod, Setting};
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("c.yml");
+        write_config(&path, 12, 0);
+        let flag = |value, from: &str| {
+            Some(Setting {
+                value,
+                from: from.into(),
+            })
+        };
+        let flags = ShardSpec {
+            count: flag(2, "--shard.count=2"),
+            index: flag(1, "--shard.index=mailtls-1"),
+        };
+        let stats = Arc::new(ExporterMetrics::default());
+        let s = Scheduler::with_shard_flags(Some(path.clone()), stats.clone(), flags);
+        for (round, n) in [(0, 12), (1, 9)] {
+            if round > 0 {
+                write_config(&path, n, round);
+                let s2 = s.clone();
+                tokio::task::spawn_blocking(move || s2.reload())
+                    .await
+                    .unwrap()
+                    .unwrap();
+            } else {
+                s.reload().unwrap();
+            }
+            let (cfg, _) = s.current().unwrap();
+            assert_eq!(cfg.targets.len(), n);
+            let mut want: Vec<String> = cfg
+                .targets
+                .iter()
+                .map(|t| t.name.clone())
+                .filter(|t| hashmod(t, 2) == 1)
+                .collect();
+            want.sort();
+            assert!(!want.is_empty() && want.len() < n, "{want:?}");
+            let (count, names) = target_series(&stats);
+            assert_eq!((count, &names), (want.len() as i64, &want), "round {round}");
+            let mut text = String::new();
+            encode(&mut text, &stats.registry()).unwrap();
+            assert!(
+                text.contains("mailtls_exporter_shard_info{index=\"1\",count=\"2\"} 1"),
+                "{text}"
+            );
+            assert!(
+                text.contains(&format!("mailtls_config_targets {n}\n")),
+                "{text}"
+            );
+        }
+        // A file whose shard keys contradict the flags' count: the flags win; an index the
+        // file's own count cannot hold is rejected and the running shard stays.
+        std::fs::write(
+            &path,
+            "shard:\n  count: 5\n  index: 4\ntargets:\n  - address: 127.26.9.1\n",
+        )
+        .unwrap();
+        let s2 = s.clone();
+        let e = tokio::task::spawn_blocking(move || s2.reload())
+            .await
+            .unwrap();
+        assert!(e.is_ok(), "{e:?}");
+        let (cfg, _) = s.current().unwrap();
+        assert_eq!(
+            cfg.shard_with(&s.shard_flags)
+                .unwrap()
+                .map(|s| (s.index(), s.count())),
+            Some((1, 2))
+        );
+        let lone = Scheduler::new(Some(path.clone()), Arc::new(ExporterMetrics::default()));
+        // Without flags the file's shard (4 of 5) is used as it is.
+        lone.reload().unwrap();
+        std::fs::write(&path, "shard:\n  count: 2\n  index: 2\n").unwrap();
+        let l2 = lone.clone();
+        let e = tokio::task::spawn_blocking(move || l2.reload())
+            .await
+            .unwrap()
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            format!("{}: shard index 2 ({}:3: shard.index) is out of range for shard count 2 ({}:2: shard.count): it must be 0..=1", path.display(), path.display(), path.display())
+        );
+        assert_eq!(
+            lone.current()
+                .unwrap()
+                .0
+                .shard
+                .count
+                .as_ref()
+                .unwrap()
+                .value,
+            5
+        );
+        s.shutdown(Duration::from_secs(1)).await;
+        lone.shutdown(Duration::from_secs(1)).await;
     }
 }

@@ -490,6 +490,7 @@ mod tests {
                 sig_expiry: None,
                 reason: Some(format!("EDE 6 (DNSSEC Bogus): sig{ESC}\0 expired")),
                 ttl: 0,
+                original_ttl: None,
             };
             let r = TargetReport {
                 target: "example.org".into(),
@@ -527,6 +528,7 @@ mod tests {
                 success: false,
                 mta_sts: None,
                 tlsrpt: None,
+                staged: Vec::new(),
             };
             for verbose in [false, true] {
                 let out = render_text(&r, verbose);

@@ -6,6 +6,8 @@
 //! Not here: acting on the config (`scheduler`), next-hop syntax (`target`).
 
 mod errors;
+mod shard;
+mod staged;
 mod targets;
 
 use std::net::{IpAddr, SocketAddr};
@@ -15,9 +17,11 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_saphyr::Spanned;
 
+use crate::shard::{Shard, ShardError, ShardSpec};
 use crate::target::{normalize_name, AllowEntry, NextHop};
 use errors::At;
 pub use errors::{ConfigError, Place};
+pub use staged::{Staged, StagedKind, MAX_STAGED_PER_TARGET};
 pub use targets::Target;
 use targets::{parse_targets, RawTarget};
 
@@ -78,7 +82,11 @@ pub struct Config {
     pub(crate) helo_name: String,
     pub(crate) ca_file: Option<PathBuf>,
     pub(crate) probe: ProbeConfig,
+    /// The `shard:` keys (the `--shard.*` flags win over them: [`Config::shard_with`]).
+    pub shard: ShardSpec,
     pub targets: Vec<Target>,
+    /// Where first-seen times of TLSA records are kept across restarts; `None` = memory only.
+    pub state_file: Option<PathBuf>,
 }
 
 /// The `probe:` section: limits of `/probe` for targets that are not configured.
@@ -140,6 +148,18 @@ impl Config {
         }
     }
 
+    /// The shard of this replica: `flags` over the `shard:` keys; `None` = no sharding.
+    pub fn shard_with(&self, flags: &ShardSpec) -> Result<Option<Shard>, ShardError> {
+        flags.over(&self.shard).resolve()
+    }
+
+    /// The targets the scheduler probes: those `shard` owns (README, "Scaling out"), all of
+    /// them without one. `/probe` still serves every configured target.
+    pub fn scheduled_targets(&self, shard: Option<Shard>) -> impl Iterator<Item = &Target> {
+        let shard = shard.unwrap_or(Shard::ALL);
+        self.targets.iter().filter(move |t| shard.owns(&t.name))
+    }
+
     /// May `/probe` probe this next hop at all? See [`Config::probe_access`].
     pub fn probe_allowed(&self, hop: &NextHop) -> bool {
         self.probe_access(hop).is_some()
@@ -158,6 +178,8 @@ struct RawConfig {
     smtp: Option<RawSmtp>,
     pkix: Option<RawPkix>,
     probe: Option<RawProbe>,
+    shard: Option<shard::RawShard>,
+    state_file: Option<Spanned<String>>,
     #[serde(default)]
     targets: Vec<Spanned<RawTarget>>,
 }
@@ -258,7 +280,9 @@ pub fn parse(text: &str, file: &str) -> Result<Config, ConfigError> {
         helo_name: parse_smtp(&at, raw.smtp.unwrap_or_default())?,
         ca_file: parse_pkix(&at, raw.pkix.unwrap_or_default())?,
         probe: parse_probe(&at, raw.probe.unwrap_or_default())?,
+        shard: shard::parse_shard(&at, raw.shard.unwrap_or_default())?,
         targets: parse_targets(&at, &raw.targets)?,
+        state_file: parse_state_file(&at, &raw.state_file)?,
     })
 }
 
@@ -320,6 +344,32 @@ fn readable_file(at: &At, v: &Spanned<String>, key: &str) -> Result<PathBuf, Con
             format!("{} is not a readable file", v.value),
         ))
     }
+}
+
+/// `state_file`: a file name whose directory exists (the file itself is created on first write).
+fn parse_state_file(at: &At, v: &Option<Spanned<String>>) -> Result<Option<PathBuf>, ConfigError> {
+    let Some(v) = v else { return Ok(None) };
+    let p = PathBuf::from(v.value.trim());
+    let line = Some(v.referenced.line());
+    if p.as_os_str().is_empty() || p.is_dir() {
+        return Err(at.err(
+            line,
+            "state_file",
+            format!("{:?} is not a file name", v.value),
+        ));
+    }
+    let dir = match p.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if !dir.is_dir() {
+        return Err(at.err(
+            line,
+            "state_file",
+            format!("directory {} does not exist", dir.display()),
+        ));
+    }
+    Ok(Some(p))
 }
 
 /// The `smtp:` section: the EHLO name.

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_saphyr::Spanned;
 
 use super::errors::At;
+use super::staged::{parse_staged, RawStaged, Staged};
 use super::{ConfigError, MAX_TARGETS};
 use crate::target::{normalize_name, NextHop, DEFAULT_PORT};
 
@@ -19,6 +20,8 @@ pub struct Target {
     /// The `target` label: canonical next-hop form.
     pub name: String,
     pub hop: NextHop,
+    /// Certificates and keys about to be deployed (`staged:`); empty for `/probe` targets.
+    pub staged: Vec<Staged>,
 }
 
 impl Target {
@@ -26,6 +29,7 @@ impl Target {
         Self {
             name: hop.to_string(),
             hop,
+            staged: Vec::new(),
         }
     }
 }
@@ -37,6 +41,8 @@ pub(super) struct RawTarget {
     host: Option<String>,
     address: Option<String>,
     port: Option<i64>,
+    #[serde(default)]
+    staged: Vec<Spanned<RawStaged>>,
 }
 
 /// The `targets:` list.
@@ -57,7 +63,8 @@ pub(super) fn parse_targets(
         let line = Some(t.referenced.line());
         let key = format!("targets[{i}]");
         let hop = target_hop(&t.value).map_err(|m| at.err(line, &key, m))?;
-        let target = Target::new(hop);
+        let mut target = Target::new(hop);
+        target.staged = parse_staged(at, &key, &target.hop, &t.value.staged)?;
         if !seen.insert(target.name.clone()) {
             return Err(at.err(line, &key, format!("duplicate target {}", target.name)));
         }

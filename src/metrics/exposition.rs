@@ -260,6 +260,7 @@ mod tests {
             success: true,
             mta_sts: None,
             tlsrpt: None,
+            staged: Vec::new(),
         })
     }
 

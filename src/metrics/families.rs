@@ -48,6 +48,7 @@ pub(crate) fn encode_reports(
     cert_families(enc, reports)?;
     dane_families(enc, reports)?;
     super::policies::policy_families(enc, reports)?;
+    super::rollover::rollover_families(enc, reports)?;
     Ok(())
 }
 

@@ -9,13 +9,16 @@
 //! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
 //! record disappear with the report that carried them.
 //! Files: `exposition` (chunks, scrape, negotiation), `families` (the report families),
-//! `own` (the exporter's own metrics), `policies` (MTA-STS and TLSRPT).
+//! `own` (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
+//! certificates, TLSA timing), `policies` (MTA-STS and TLSRPT).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
 mod exposition;
 mod families;
 mod own;
 mod policies;
+mod rollover;
+mod shard;
 
 pub(crate) use exposition::wants_openmetrics;
 pub use exposition::{encode_report, render_report, EncodedReport, Exposition, ReportSource};

@@ -29,6 +29,8 @@ pub struct ExporterMetrics {
     pub(crate) dns_queries: Arc<AtomicU64>,
     pub(crate) dns_cache_entries: Arc<AtomicU64>,
     pub(crate) smtp_dialogues: Arc<AtomicU64>,
+    /// This replica's shard and the configured target count (`metrics::shard`).
+    pub(crate) shard: super::shard::ShardMetrics,
 }
 
 /// A gauge that may have no value: then neither sample nor descriptor is exposed.
@@ -119,7 +121,7 @@ impl ExporterMetrics {
         )));
         r.register(
             "mailtls_targets",
-            "Configured targets",
+            "Configured targets this replica probes (all of them unless sharded)",
             self.targets.clone(),
         );
         r.register(
@@ -145,6 +147,7 @@ impl ExporterMetrics {
             "SMTP dialogues run (an address shared by several targets is probed once per round)",
             MetricType::Counter,
         )));
+        self.shard.register(&mut r);
         r
     }
 

@@ -90,6 +90,10 @@ pub struct Answer {
     pub reason: Option<String>,
     #[serde(skip)]
     pub ttl: u32,
+    /// The RRset's original TTL from its RRSIG (RFC 4034 §3.1.4), when the signatures are
+    /// visible; `ttl` is what the resolver's cache had left.
+    #[serde(skip)]
+    pub original_ttl: Option<u32>,
 }
 
 impl Answer {

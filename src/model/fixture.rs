@@ -13,8 +13,9 @@ use std::sync::Arc;
 
 use crate::model::cert::CertFacts;
 use crate::model::dns::{Answer, Data, Dnssec, Mx, Outcome};
-use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport};
+use crate::model::report::{AddressReport, DaneStatus, HostReport, TargetReport, TlsaTiming};
 use crate::model::smtp::{ProbeError, Reply, SmtpReport, TlsFacts};
+use crate::model::staged::{StagedFileError, StagedHost, StagedReport};
 use crate::model::tlsa::{RecordCheck, RecordDetail, Tlsa, Unusable};
 
 pub(crate) const TARGET: &str = "example.test";
@@ -78,6 +79,7 @@ pub(crate) fn answer(
         sig_expiry: signed.then_some(SIG_EXPIRY),
         reason: None,
         ttl: 300,
+        original_ttl: None,
     })
 }
 
@@ -191,6 +193,7 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         success: false,
         mta_sts: None,
         tlsrpt: None,
+        staged: Vec::new(),
     }
 }
 
@@ -252,7 +255,11 @@ fn dane_host() -> HostReport {
         tlsa_base: Some(MX1.into()),
         tlsa_records: records,
         tlsa_dnssec: Some(Dnssec::Secure),
-        tlsa_timing: Default::default(),
+        tlsa_timing: TlsaTiming {
+            ttl: Some(300),
+            on_every_server: Vec::new(),
+            first_seen: vec![Some(1_780_000_000.0), Some(1_770_000_000.0), None],
+        },
         dane_applies: true,
         notes: vec!["the MX RRset is insecure (test note)".into()],
         ..host(MX1, 10, vec![good, bad])
@@ -347,6 +354,7 @@ pub(crate) fn complete_report() -> TargetReport {
             rua: vec![format!("mailto:tlsrpt@{TARGET}")],
         },
     });
+    r.staged = staged_reports();
     r.success = r.compute_success();
     r
 }
@@ -363,6 +371,60 @@ pub(crate) fn invalid_policy_report() -> TargetReport {
         });
     }
     r
+}
+
+/// A staged chain covered by mx1's `3 1 1` (safe from a time), and a staged file refused.
+fn staged_reports() -> Vec<StagedReport> {
+    let checks = vec![
+        RecordCheck {
+            record: ee_record(),
+            matched: true,
+            authenticates: true,
+            detail: RecordDetail::Matched { depth: 0 },
+        },
+        RecordCheck {
+            record: ta_record(),
+            matched: false,
+            authenticates: false,
+            detail: RecordDetail::AnchorNotServed,
+        },
+        RecordCheck {
+            record: pkix_record(),
+            matched: false,
+            authenticates: false,
+            detail: RecordDetail::Unusable(Unusable::PkixUsage(1)),
+        },
+    ];
+    vec![
+        StagedReport {
+            name: "/etc/ssl/next/mx1.pem".into(),
+            kind: "chain",
+            error: None,
+            not_after: Some(NOT_AFTER + 86_400),
+            spki_sha256: "ab".repeat(32),
+            hosts: vec![StagedHost {
+                mx: MX1.into(),
+                tlsa_name: Some(format!("_25._tcp.{MX1}")),
+                checks,
+                dane: DaneStatus::Verified,
+                why: "would be authenticated by 3 1 1 aaaa: DANE senders would deliver".into(),
+                deploy_safe: Some(1_780_000_600.0),
+                lagging: Vec::new(),
+                publish: Vec::new(),
+            }],
+        },
+        StagedReport {
+            name: "/etc/ssl/next/mx1.key".into(),
+            kind: "chain",
+            error: Some(StagedFileError {
+                reason: "private_key",
+                message: "the file holds a private key: refused".into(),
+            }),
+            not_after: None,
+            spki_sha256: String::new(),
+            hosts: Vec::new(),
+        },
+    ]
 }
 
 /// `r` as a later probe sees it once `mx` has left the MX set (its lookups gone too).

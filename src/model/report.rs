@@ -12,6 +12,7 @@ use serde::Serialize;
 use super::cert::CertFacts;
 use super::dns::{Answer, Dnssec};
 use super::smtp::SmtpReport;
+use super::staged::StagedReport;
 use super::tlsa::{RecordCheck, Tlsa};
 
 /// DANE verdict for one MX address: what a DANE-enforcing sender does (docs/verdict.md).
@@ -142,6 +143,10 @@ pub struct TargetReport {
     /// TLSRPT record (domain targets only).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tlsrpt: Option<super::policies::TlsRptReport>,
+    /// Staged certificates and keys judged against the TLSA RRsets of this probe (filled
+    /// after the probe by `rollover`); empty when none is configured.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub staged: Vec<StagedReport>,
 }
 
 impl TargetReport {
@@ -200,7 +205,10 @@ impl TargetReport {
 
 /// TLSA checks as `{record, matched, authenticates, explanation}` objects (JSON output of
 /// `check`); every record, also those beyond the exported series.
-fn serialize_checks<S: serde::Serializer>(checks: &[RecordCheck], s: S) -> Result<S::Ok, S::Error> {
+pub(crate) fn serialize_checks<S: serde::Serializer>(
+    checks: &[RecordCheck],
+    s: S,
+) -> Result<S::Ok, S::Error> {
     use serde::ser::SerializeSeq;
     #[derive(Serialize)]
     struct View {

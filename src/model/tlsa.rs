@@ -202,6 +202,9 @@ pub enum RecordDetail {
     },
     /// The server sent no certificate.
     NoCertificate,
+    /// A staged public key without its certificate: only a `3 1 x` record can be judged
+    /// against a bare key; a selector 0 record needs the certificate, usage 2 the chain.
+    KeyOnly,
 }
 
 impl RecordDetail {
@@ -216,7 +219,8 @@ impl RecordDetail {
             Self::Unusable(_)
             | Self::LeafMismatch { .. }
             | Self::AnchorNotServed
-            | Self::NoCertificate => false,
+            | Self::NoCertificate
+            | Self::KeyOnly => false,
         }
     }
 }
@@ -286,6 +290,12 @@ impl RecordCheck {
             RecordDetail::NoCertificate => {
                 format!("{short} cannot be checked: the server sent no certificate")
             }
+            RecordDetail::KeyOnly if rec.usage == USAGE_DANE_TA => format!(
+                "{short} cannot be judged from a public key alone: a DANE-TA record needs the chain that leads to the CA"
+            ),
+            RecordDetail::KeyOnly => format!(
+                "{short} cannot be judged from a public key alone: selector 0 covers the whole certificate"
+            ),
         }
     }
 }

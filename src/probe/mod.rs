@@ -188,6 +188,7 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
         success: false,
         mta_sts: None,
         tlsrpt: None,
+        staged: Vec::new(),
     }
 }
 

@@ -96,6 +96,7 @@ pub(crate) async fn resolve_mx(dns: &impl Lookup, domain: &str) -> MxSet {
             sig_expiry: None,
             reason: Some("not a domain name".into()),
             ttl: 0,
+            original_ttl: None,
         });
         return MxSet {
             answer,
@@ -361,6 +362,7 @@ mod tests {
             sig_expiry: None,
             reason: None,
             ttl: 300,
+            original_ttl: None,
         }
     }
 

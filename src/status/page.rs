@@ -642,6 +642,7 @@ mod tests {
             success: false,
             mta_sts: None,
             tlsrpt: None,
+            staged: Vec::new(),
         };
         r.success = r.compute_success();
         r

@@ -1,10 +1,11 @@
 # shellcheck shell=bash
-# The optional dynamic part of the lab (LAB_DYNAMIC=1 tests/lab/up.sh LABDIR): a zone dyn.test.
+# The dynamic part of the lab (built by default; LAB_DYNAMIC=0 tests/lab/up.sh LABDIR leaves it
+# out): a zone dyn.test.
 # that knotd signs itself (automatic signing, KASP policy "dyn", manual key management, NSEC3)
 # and that accepts dynamic updates (RFC 2136) signed with a TSIG key, so that MX sets and TLSA
 # records can change while the lab runs. Sourced by up.sh, which defines LAB, PKI, TTL, AUTH,
 # SERIAL_DNS and the helpers used below (mk_leaf, chain_full, tlsa_x11, add_addr, soa, tlsa, die).
-# Nothing here runs unless LAB_DYNAMIC=1: without it the lab is exactly what it was.
+# With LAB_DYNAMIC=0 nothing here runs and the lab is exactly the static one.
 #
 # What it adds (see README.md, "The dynamic zone"):
 #   dyn.test.          delegated from test. with a DS (test. is re-signed by ldns as usual)
@@ -12,6 +13,9 @@
 #   mxN.dyn.test       A 127.25.0.(100+N), TLSA 3 1 1 (its key) + 2 1 1 (issuing CA)
 #   listeners          127.25.0.101-104, one smtpd each, serving LABDIR/pki/mxN.dyn.test.chain.pem
 #   LABDIR/pki/mxN.dyn.test.alt.*   a second leaf (other key, same name) to swap in
+#   LABDIR/pki/mxN.dyn.test.newca.* a leaf for the same name from the unrelated CA
+#                                   (other-issuing-ca; chain = key + leaf + that CA)
+#   LABDIR/pki/mxN.dyn.test.orig.chain.pem  a copy of the served chain, to restore it
 #   LABDIR/dyn/        tsig.key (knsupdate -k format), listeners.tsv, the zone source
 # Updates: tests/lab/dyn-update.sh LABDIR 'add RR' 'del RR' ...
 
@@ -33,6 +37,9 @@ dyn_prepare() {
             host=mx$n.dyn.test
             mk_leaf "$host" "$host"; chain_full "$host"
             mk_leaf "$host.alt" "$host"; chain_full "$host.alt"
+            mk_leaf "$host.newca" "$host" other-issuing-ca
+            cat "$PKI/$host.newca.key" "$PKI/$host.newca.pem" "$PKI/other-issuing-ca.pem" >"$PKI/$host.newca.chain.pem"
+            cp "$PKI/$host.chain.pem" "$PKI/$host.orig.chain.pem"
             printf '%s\t%s\t%s\t%s\n' "$(dyn_addr "$n")" "$host" "$PKI/$host.chain.pem" yes >>"$DYN_DIR/listeners.tsv"
             echo "d$n IN MX 10 mx$n"
             echo "mx$n IN A $(dyn_addr "$n")"

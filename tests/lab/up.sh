@@ -4,8 +4,8 @@
 # MX address. Everything binds to 127.0.0.0/8 only. See README.md next to this file.
 #
 # usage: tests/lab/up.sh LABDIR
-#        LAB_DYNAMIC=1 tests/lab/up.sh LABDIR   (also the Knot-signed, updatable zone dyn.test.;
-#                                                see dyn-lib.sh)
+#        The Knot-signed, updatable zone dyn.test. (dyn-lib.sh, used by tests/rollover.rs) is
+#        built too; LAB_DYNAMIC=0 tests/lab/up.sh LABDIR leaves it out.
 #
 # Idempotent: stops whatever a previous run in the same LABDIR left running (down.sh), wipes the
 # generated material and rebuilds it from scratch (fresh keys, certificates and signatures).
@@ -20,7 +20,7 @@ mkdir -p "$1"
 LAB=$(cd "$1" && pwd)
 
 START_NS=$(date +%s%N)
-DYN=${LAB_DYNAMIC:-0}
+DYN=${LAB_DYNAMIC:-1}
 die() { echo "up.sh: ERROR: $*" >&2; exit 1; }
 log() { echo "up.sh: [$(( ($(date +%s%N) - START_NS) / 1000000 )) ms] $*" >&2; }
 

@@ -42,6 +42,10 @@ step "promtool check config deploy/prometheus/prometheus.yml" \
   promtool check config deploy/prometheus/prometheus.yml
 step "promtool check config deploy/prometheus/probe-scrape.yml" \
   promtool check config deploy/prometheus/probe-scrape.yml
+for f in probe-sharded scheduled-sharded; do
+  step "promtool check config deploy/prometheus/$f.yml" \
+    promtool check config "deploy/prometheus/$f.yml"
+done
 
 # --- Alertmanager -------------------------------------------------------------------------
 am=deploy/alertmanager/alertmanager.yml
@@ -77,13 +81,41 @@ if python3 -c 'import yaml' 2>/dev/null; then
     python3 - <<'PY'
 import glob, yaml, sys
 bad = 0
-for f in sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/config/*.yml") + glob.glob("deploy/debian/*.yml")):
+for f in sorted(glob.glob("deploy/kubernetes/*.yaml") + glob.glob("deploy/kubernetes/*/*.yaml") + glob.glob("deploy/config/*.yml") + glob.glob("deploy/debian/*.yml")):
     for doc in yaml.safe_load_all(open(f)):
         if f.startswith("deploy/kubernetes/") and not (doc.get("apiVersion") and doc.get("kind")):
             print(f"{f}: no apiVersion/kind"); bad += 1
 rule = yaml.safe_load(open("deploy/kubernetes/prometheusrule.yaml"))
 if rule["spec"] != yaml.safe_load(open("deploy/prometheus/mailtls.rules.yml")):
     print("PrometheusRule spec differs from the rules file"); bad += 1
+sys.exit(1 if bad else 0)
+PY
+  # The sharded StatefulSet: replicas, shard.count and the /probe routing modulus agree; the
+  # /probe scrape config in the Secret is a valid Prometheus scrape config.
+  step "deploy/kubernetes/sharded: replicas == shard.count == hashmod modulus; scrape config valid" \
+    python3 - "$tmp" <<'PY'
+import os, subprocess, sys, yaml
+d = "deploy/kubernetes/sharded/"
+docs = {}
+for f in ("configmap.yaml", "statefulset.yaml", "probe-scrape-secret.yaml"):
+    for doc in yaml.safe_load_all(open(d + f)):
+        docs[doc["kind"]] = doc
+replicas = docs["StatefulSet"]["spec"]["replicas"]
+cfg = yaml.safe_load(docs["ConfigMap"]["data"]["mailtls.yml"])
+jobs = yaml.safe_load(docs["Secret"]["stringData"]["scrape.yaml"])
+moduli = [r["modulus"] for j in jobs for r in j.get("relabel_configs", []) if r.get("action") == "hashmod"]
+args = docs["StatefulSet"]["spec"]["template"]["spec"]["containers"][0]["args"]
+bad = 0
+if cfg["shard"]["count"] != replicas or moduli != [replicas]:
+    print(f"replicas {replicas}, shard.count {cfg['shard']['count']}, hashmod moduli {moduli}"); bad += 1
+if "--shard.index=$(POD_NAME)" not in args:
+    print(f"StatefulSet args lack --shard.index=$(POD_NAME): {args}"); bad += 1
+tmp = sys.argv[1]
+open(os.path.join(tmp, "mailtls-sharded.yml"), "w").write(docs["ConfigMap"]["data"]["mailtls.yml"])
+open(os.path.join(tmp, "probe-scrape.yml"), "w").write(yaml.safe_dump({"scrape_configs": jobs}))
+r = subprocess.run(["promtool", "check", "config", os.path.join(tmp, "probe-scrape.yml")], capture_output=True, text=True)
+if r.returncode:
+    print(r.stdout + r.stderr); bad += 1
 sys.exit(1 if bad else 0)
 PY
 else
@@ -99,6 +131,10 @@ if [ -n "$exporter" ] && "$exporter" check-config --help >/dev/null 2>&1; then
   for c in deploy/config/example.yml deploy/config/sidecar.yml deploy/debian/mailtls_exporter.yml; do
     step "$exporter check-config --config.file=$c" "$exporter" check-config --config.file="$c"
   done
+  if [ -f "$tmp/mailtls-sharded.yml" ]; then
+    step "$exporter check-config on the sharded ConfigMap's config, --shard.index=mailtls-2" \
+      "$exporter" check-config --config.file="$tmp/mailtls-sharded.yml" --shard.index=mailtls-2
+  fi
 else
   skip "exporter not built (or no check-config yet): deploy/config/*.yml, deploy/debian/*.yml not validated by it"
 fi

@@ -28,8 +28,8 @@ def main(rules_path, tests_path):
             if not name:
                 continue
             sev = (r.get("labels") or {}).get("severity")
-            if sev not in ("warning", "critical"):
-                errors.append(f"{name}: severity {sev!r} is not warning/critical")
+            if sev not in ("info", "warning", "critical"):
+                errors.append(f"{name}: severity {sev!r} is not info/warning/critical")
             severities.setdefault(name, set()).add(sev)
             ann = r.get("annotations") or {}
             for key in ("summary", "description"):

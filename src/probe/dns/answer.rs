@@ -32,6 +32,7 @@ pub(super) fn failed_answer(
         sig_expiry: None,
         reason: Some(reason),
         ttl: 0,
+        original_ttl: None,
     }
 }
 
@@ -132,6 +133,20 @@ pub(super) fn answer_from_message(
         // Denial: the signatures over SOA and NSEC/NSEC3 in the authority section.
         earliest_rrsig(msg.answers.iter().chain(msg.authorities.iter()), None)
     };
+    // RFC 4034 §3.1.4: the RRSIG carries the TTL the zone publishes; `ttl` is what is left of
+    // it in the resolver's cache.
+    let original_ttl = (outcome == Outcome::Records)
+        .then(|| {
+            msg.answers.iter().find_map(|r| match &r.data {
+                RData::DNSSEC(DNSSECRData::RRSIG(sig))
+                    if sig.input().type_covered == rtype && r.name.to_lowercase() == current =>
+                {
+                    Some(sig.input().original_ttl)
+                }
+                _ => None,
+            })
+        })
+        .flatten();
     Answer {
         name: display_name(name),
         rtype: rtype.to_string(),
@@ -142,6 +157,7 @@ pub(super) fn answer_from_message(
         sig_expiry,
         reason: None,
         ttl: if ttl == u32::MAX { 0 } else { ttl },
+        original_ttl,
     }
 }
 
