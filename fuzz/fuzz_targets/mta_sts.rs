@@ -21,11 +21,12 @@ fuzz_target!(|data: &[u8]| {
     let Some((&sel, rest)) = data.split_first() else {
         return;
     };
-    let text = String::from_utf8_lossy(rest);
+    let lossy = String::from_utf8_lossy(rest);
+    let text: &str = &lossy;
     let records = || text.split('\0').map(str::to_string).collect::<Vec<_>>();
     match sel % 4 {
         0 => {
-            if let Ok(p) = parse_policy(&text) {
+            if let Ok(p) = parse_policy(text) {
                 assert!(p.max_age <= MAX_MAX_AGE);
                 assert!(p.mx.len() <= MAX_MX_PATTERNS);
                 assert!(p.mode == Mode::None || !p.mx.is_empty());
@@ -51,7 +52,7 @@ fuzz_target!(|data: &[u8]| {
             }
         }
         _ => {
-            let (pattern, host) = text.split_once('\0').unwrap_or((&text, ""));
+            let (pattern, host) = text.split_once('\0').unwrap_or((text, ""));
             let m = mx_matches(pattern, host);
             assert_eq!(m, mx_matches(&pattern.to_ascii_uppercase(), &host.to_ascii_lowercase()));
             if let Some(base) = pattern.strip_prefix("*.") {
