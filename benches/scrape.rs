@@ -260,6 +260,8 @@ fn report(i: usize, served: &Served, now: i64) -> TargetReport {
         authoritative: Vec::new(),
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
         staged: Vec::new(),
     };
     let _ = &served.mx;

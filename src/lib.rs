@@ -7,7 +7,7 @@
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
-//! 1. target, logging, shard
+//! 1. target, logging, shard, sts
 //! 2. config
 //! 3. model
 //! 4. cert
@@ -35,6 +35,7 @@ pub mod scheduler;
 pub mod shard;
 pub mod staged;
 pub mod status;
+pub mod sts;
 pub mod target;
 pub mod text;
 pub mod transport;

@@ -7,9 +7,11 @@
 //! certificate subjects, SMTP replies, error and EDE text) goes through [`Esc`]: control
 //! and bidirectional-override characters are shown escaped (`\u{1b}`), never written to
 //! the terminal raw.
+//! MTA-STS and TLSRPT: `policies`.
 //! Not here: probing (`probe`), the CLI command (`check`), metrics (`metrics`).
 
 mod authoritative;
+mod policies;
 
 use std::fmt::{self, Write as _};
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -90,6 +92,7 @@ pub fn render_text(r: &TargetReport, verbose: bool) -> String {
         }
     }
     authoritative::render(&mut o, r);
+    policies::render_policies(&mut o, r);
     o
 }
 
@@ -542,6 +545,8 @@ mod tests {
                 authoritative: Vec::new(),
                 error: Some(format!("error{ESC}")),
                 success: false,
+                mta_sts: None,
+                tlsrpt: None,
                 staged: Vec::new(),
             };
             for verbose in [false, true] {

@@ -53,6 +53,8 @@ const DOMAIN_TARGETS: &[&str] = &[
     "s14.dane.test",        // no usable TLSA record: unauthenticated
     "s02.dane.test",        // 2 usable records, only one matches
     "nostarttls.good.test", // no STARTTLS
+    "enforce.sts.test",     // MTA-STS enforce policy, TLSRPT valid
+    "redirect.sts.test",    // MTA-STS policy host redirects: policy invalid
 ];
 /// The `address:` target of the exporter config.
 const ADDRESS_TARGET: &str = "127.25.0.1";
@@ -65,7 +67,12 @@ const PROBE_TARGETS: &[&str] = &["s01.dane.test", "[mx1.good.test]"];
 const FORBIDDEN_PROBE_TARGET: &str = "forbidden.test";
 
 /// Targets for which no alert at all may be pending or firing.
-const HEALTHY_TARGETS: &[&str] = &["good.test", "s01.dane.test", "[mx1.good.test]"];
+const HEALTHY_TARGETS: &[&str] = &[
+    "good.test",
+    "s01.dane.test",
+    "[mx1.good.test]",
+    "enforce.sts.test",
+];
 
 /// Grafana's built-in variables and what the test puts in their place.
 const BUILTIN_VARIABLES: &[(&str, &str)] = &[
@@ -190,6 +197,12 @@ fn expected_alerts() -> Vec<ExpectedAlert> {
             "mx1.s02.dane.test",
             "127.25.0.12",
         ),
+        ExpectedAlert {
+            name: "MailTLSMTASTSPolicyInvalid",
+            severity: "critical",
+            labels: vec![("target", "redirect.sts.test"), ("reason", "redirect")],
+            probe_instance: None,
+        },
         target("MailTLSProbeFailing", "s03.dane.test"),
         target("MailTLSProbeFailing", "badsig.test"),
         target("MailTLSProbeFailing", "nostarttls.good.test"),

@@ -329,6 +329,8 @@ mod tests {
             authoritative: Vec::new(),
             error: None,
             success: true,
+            mta_sts: None,
+            tlsrpt: None,
             staged: Vec::new(),
         })
     }

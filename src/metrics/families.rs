@@ -48,6 +48,7 @@ pub(crate) fn encode_reports(
     session_info_families(enc, reports)?;
     cert_families(enc, reports)?;
     dane_families(enc, reports)?;
+    super::policies::policy_families(enc, reports)?;
     super::rollover::rollover_families(enc, reports)?;
     super::authoritative::authoritative_families(enc, reports)?;
     Ok(())
@@ -464,12 +465,12 @@ pub(super) fn family(
 }
 
 /// The `address` label: the IP connected to, "" when the host's addresses were not resolved.
-fn address_label(a: &AddressReport) -> String {
+pub(super) fn address_label(a: &AddressReport) -> String {
     a.address.map(|ip| ip.to_string()).unwrap_or_default()
 }
 
 /// `target`, `mx`, `address` and any further labels of a per-address series.
-fn addr_labels<'a>(
+pub(super) fn addr_labels<'a>(
     r: &'a TargetReport,
     h: &'a HostReport,
     addr: &'a str,
@@ -539,6 +540,8 @@ mod tests {
     fn complete_report_gives_every_family_a_sample() {
         let (latest, e) = exposition();
         let text = scrape(&latest, &e, complete_report());
+        // Families that only an invalid MTA-STS policy has.
+        let invalid = scrape(&latest, &e, crate::model::fixture::invalid_policy_report());
         let families: Vec<&str> = text
             .lines()
             .filter_map(|l| l.strip_prefix("# TYPE ")?.strip_suffix(" gauge"))
@@ -546,8 +549,9 @@ mod tests {
         // The 20 report families of docs/metrics.md (more as they are added).
         assert!(families.len() >= 20, "{families:?}");
         for f in &families {
+            let has = |t: &str| t.lines().any(|l| l.starts_with(&format!("{f}{{")));
             assert!(
-                text.lines().any(|l| l.starts_with(&format!("{f}{{"))),
+                has(&text) || has(&invalid),
                 "family {f} has no sample in the complete report:\n{text}"
             );
         }

@@ -11,13 +11,15 @@
 //! Files: `exposition` (chunks, scrape, negotiation), `scrape` (the body streamed in chunks,
 //! gzip from deflate segments kept between scrapes), `families` (the report families), `own`
 //! (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
-//! certificates, TLSA timing), `authoritative` (the authoritative-server families).
+//! certificates, TLSA timing), `authoritative` (the authoritative-server families),
+//! `policies` (MTA-STS and TLSRPT).
 //! Not here: producing reports (`probe`), keeping them (`scheduler`), serving (`http`).
 
 mod authoritative;
 mod exposition;
 mod families;
 mod own;
+mod policies;
 mod rollover;
 mod scrape;
 mod shard;

@@ -66,6 +66,9 @@ pub enum Data {
     Mx(Vec<Mx>),
     Addrs(Vec<IpAddr>),
     Tlsa(Vec<Tlsa>),
+    /// One string per TXT record, its character-strings joined (RFC 7208 §3.3 style, as
+    /// RFC 8461 §3.1 and RFC 8460 §3 read them); non-UTF-8 bytes replaced.
+    Txt(Vec<String>),
 }
 
 /// One lookup: the RRset of `rtype` at `name` (after any CNAME chain), with its DNSSEC state.

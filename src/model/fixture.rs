@@ -199,6 +199,8 @@ pub(crate) fn report(hosts: Vec<HostReport>) -> TargetReport {
         authoritative: Vec::new(),
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
         staged: Vec::new(),
     }
 }
@@ -342,9 +344,41 @@ pub(crate) fn complete_report() -> TargetReport {
             Data::None,
         ),
     ];
+    r.mta_sts = Some(crate::model::policies::StsReport {
+        record_dnssec: Some(Dnssec::Secure),
+        id: Some("20260101".into()),
+        policy: Some(crate::model::policies::Policy {
+            mode: crate::model::policies::Mode::Enforce,
+            max_age: 604_800,
+            mx: vec![MX1.into()],
+        }),
+        url: Some(format!("https://mta-sts.{TARGET}/.well-known/mta-sts.txt")),
+        cert_not_after: Some(NOT_AFTER),
+        fetch_seconds: Some(0.05),
+        ..Default::default()
+    });
+    r.tlsrpt = Some(crate::model::policies::TlsRptReport::Valid {
+        record: crate::model::policies::TlsRpt {
+            rua: vec![format!("mailto:tlsrpt@{TARGET}")],
+        },
+    });
     r.staged = staged_reports();
     r.authoritative = vec![authoritative_mx()];
     r.success = r.compute_success();
+    r
+}
+
+/// [`complete_report`] with an MTA-STS policy that could not be fetched (the families that
+/// exist only for an invalid policy).
+pub(crate) fn invalid_policy_report() -> TargetReport {
+    let mut r = complete_report();
+    if let Some(s) = r.mta_sts.as_mut() {
+        s.policy = None;
+        s.problem = Some(crate::model::policies::StsProblem {
+            reason: "redirect",
+            detail: "301 to elsewhere".into(),
+        });
+    }
     r
 }
 

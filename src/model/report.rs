@@ -141,6 +141,12 @@ pub struct TargetReport {
     /// A target-level failure (MX lookup failed, domain does not exist, timeout).
     pub error: Option<String>,
     pub success: bool,
+    /// MTA-STS record, policy and its fetch (domain targets only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mta_sts: Option<super::policies::StsReport>,
+    /// TLSRPT record (domain targets only).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tlsrpt: Option<super::policies::TlsRptReport>,
     /// Staged certificates and keys judged against the TLSA RRsets of this probe (filled
     /// after the probe by `rollover`); empty when none is configured.
     #[serde(skip_serializing_if = "Vec::is_empty")]

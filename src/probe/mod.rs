@@ -19,6 +19,7 @@
 pub(crate) mod authoritative;
 mod cache;
 pub mod dns;
+mod mta_sts;
 pub(crate) mod mx;
 pub(crate) mod policy;
 mod shared;
@@ -75,6 +76,8 @@ pub struct ProbeContext {
     pub(crate) smtp_probes: AtomicU64,
     /// Asks every authoritative server (`dns.authoritative_check`); `None` when off.
     pub(crate) authoritative: Option<authoritative::Checker>,
+    /// MTA-STS policies fetched this round.
+    pub(crate) policies: mta_sts::PolicyCache,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -119,6 +122,7 @@ impl ProbeContext {
                     cfg.interval.mul_f64(0.9),
                 )
             }),
+            policies: mta_sts::PolicyCache::new(cfg.interval.mul_f64(0.9)),
         })
     }
 
@@ -233,6 +237,8 @@ fn empty_report(target: &str, hop: &NextHop) -> TargetReport {
         authoritative: Vec::new(),
         error: None,
         success: false,
+        mta_sts: None,
+        tlsrpt: None,
         staged: Vec::new(),
     }
 }
@@ -291,7 +297,17 @@ async fn run(
             report.hosts.push(h);
         }
         NextHop::Domain(domain) => {
-            run_domain(ctx, &mut report, domain, opts, deadline, slots).await?;
+            // The policies beside DANE run alongside, under the same deadline.
+            let (dane, policies) = tokio::join!(
+                run_domain(ctx, &mut report, domain, opts, deadline, slots),
+                mta_sts::probe_policies(ctx, domain, opts, deadline)
+            );
+            dane?;
+            report.lookups.extend(policies.lookups);
+            let mut sts = policies.sts;
+            sts.judge_all(&report.hosts);
+            report.mta_sts = Some(sts);
+            report.tlsrpt = Some(policies.tlsrpt);
         }
     }
     Ok(report)

@@ -79,7 +79,7 @@ impl Lookup for Dns {
     }
 }
 
-fn fqdn(name: &str) -> Option<Name> {
+pub(super) fn fqdn(name: &str) -> Option<Name> {
     Name::from_ascii(format!("{}.", name.trim_end_matches('.'))).ok()
 }
 

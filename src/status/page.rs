@@ -641,6 +641,8 @@ mod tests {
             authoritative: Vec::new(),
             error: None,
             success: false,
+            mta_sts: None,
+            tlsrpt: None,
             staged: Vec::new(),
         };
         r.success = r.compute_success();

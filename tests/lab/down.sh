@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Stop the mailtls_exporter test lab started by up.sh in LABDIR: Postfix (postfix -c DIR stop),
-# knotd, both Unbounds (by their pid files), and remove the loopback addresses up.sh added.
+# knotd, nginx, both Unbounds (by their pid files), and remove the loopback addresses up.sh added.
 # Safe to run when nothing runs. Kills only processes named in LABDIR's pid files.
 #
 # usage: tests/lab/down.sh LABDIR
@@ -29,6 +29,7 @@ if [ -f "$PF/main.cf" ]; then
 fi
 term_pid "$LAB/run/knot.pid" knotd
 term_pid "$LAB/run/knot2.pid" knotd
+term_pid "$LAB/run/nginx.pid" nginx
 term_pid "$LAB/run/unbound-val.pid" unbound
 term_pid "$LAB/run/unbound-plain.pid" unbound
 
@@ -46,7 +47,7 @@ for pn in "${PIDS[@]+"${PIDS[@]}"}"; do
         kill -9 "$pid" 2>/dev/null || true
     fi
 done
-rm -f "$LAB/run/knot.pid" "$LAB/run/knot2.pid" "$LAB/run/unbound-val.pid" "$LAB/run/unbound-plain.pid"
+rm -f "$LAB/run/nginx.pid" "$LAB/run/knot.pid" "$LAB/run/knot2.pid" "$LAB/run/unbound-val.pid" "$LAB/run/unbound-plain.pid"
 
 if [ -f "$LAB/run/addrs" ]; then
     while read -r a; do

@@ -26,9 +26,11 @@ log() { echo "up.sh: [$(( ($(date +%s%N) - START_NS) / 1000000 )) ms] $*" >&2; }
 
 [ "$(id -u)" = 0 ] || die "must run as root (loopback addresses, ports 25/53, postfix)"
 DYN_CMDS=""; [ "$DYN" = 1 ] && DYN_CMDS="keymgr knsupdate"
-for cmd in $DYN_CMDS knotd kdig unbound postfix posttls-finger ldns-keygen ldns-signzone ldns-key2ds openssl ip script unshare; do
-    command -v "$cmd" >/dev/null 2>&1 || die "missing command '$cmd' (install knot knot-dnsutils unbound postfix ldnsutils openssl)"
+for cmd in $DYN_CMDS knotd kdig unbound postfix posttls-finger ldns-keygen ldns-signzone ldns-key2ds openssl ip script unshare nginx curl; do
+    command -v "$cmd" >/dev/null 2>&1 || die "missing command '$cmd' (install knot knot-dnsutils unbound postfix ldnsutils openssl nginx curl)"
 done
+# shellcheck source=tests/lab/sts-lib.sh
+. "$HERE/sts-lib.sh"   # MTA-STS / TLSRPT: zone sts.test, nginx policy hosts
 
 # ---------------------------------------------------------------------------------------------
 # 0. stop a previous run, start from a clean directory
@@ -47,7 +49,7 @@ TTL=5
 
 # nothing else may hold the lab's ports (another lab in another LABDIR, a system resolver or MTA
 # bound to 0.0.0.0)
-busy=$(ss -Hlnptu 2>/dev/null | awk '$5 ~ /^(127\.53\.0\.[0-9]+|0\.0\.0\.0|\*):53$/ || $5 ~ /^(127\.25\.0\.[0-9]+|0\.0\.0\.0|\*):25$/' || true)
+busy=$(ss -Hlnptu 2>/dev/null | awk '$5 ~ /^(127\.53\.0\.[0-9]+|0\.0\.0\.0|\*):53$/ || $5 ~ /^(127\.25\.0\.[0-9]+|0\.0\.0\.0|\*):25$/ || $5 ~ /^(127\.43\.0\.1|0\.0\.0\.0|\*):443$/' || true)
 [ -z "$busy" ] || die "lab ports are in use (another lab running? stop it with its down.sh):
 $(head -5 <<<"$busy")
 ($(wc -l <<<"$busy") sockets in all; see: ss -lnptu)"
@@ -340,6 +342,9 @@ if [ "$DYN" = 1 ]; then
     dyn_prepare
 fi
 
+# --- sts.test: MTA-STS and TLSRPT scenarios (sts-lib.sh) ---
+sts_prepare
+
 # --- DNSSEC-failure zones: same shape each (MX, A, good 3 1 1 + 2 1 1) ---
 simple_mail_zone() {  # zone, address
     soa "$1."
@@ -410,12 +415,13 @@ mv "$LAB/dns/signed/badsig.test.tmp" "$LAB/dns/signed/badsig.test.signed"
 grep -q $'RRSIG\tTLSA' "$LAB/dns/signed/badsig.test.signed" || die "badsig.test: no TLSA RRSIG to corrupt"
 keygen nsec.test.;     NSEC_DS=$(ds_of "$KSK");     sign nsec.test nsec.test. "$KSK" "$ZSK" "${DATES[@]}"   # NSEC
 cp "$Z/insecure.test.zone" "$LAB/dns/signed/insecure.test.signed"   # unsigned, no DS
+sts_sign
 
 {
     soa test.
     echo "ns IN A $AUTH"
-    for child in good dane bogus expired badsig insecure nsec; do echo "$child IN NS ns.test."; done
-    echo "$GOOD_DS"; echo "$DANE_DS"; echo "$BOGUS_DS"; echo "$EXPIRED_DS"; echo "$BADSIG_DS"; echo "$NSEC_DS"
+    for child in good dane bogus expired badsig insecure nsec sts; do echo "$child IN NS ns.test."; done
+    echo "$GOOD_DS"; echo "$DANE_DS"; echo "$BOGUS_DS"; echo "$EXPIRED_DS"; echo "$BADSIG_DS"; echo "$NSEC_DS"; echo "$STS_DS"
     if [ "$DYN" = 1 ]; then dyn_delegation; dyn_keys; fi
 } >"$Z/test.zone"
 keygen test.; TEST_DS=$(ds_of "$KSK"); sign test test. "$KSK" "$ZSK" "${NSEC3[@]}" "${DATES[@]}"
@@ -464,7 +470,7 @@ template:
 EOF
     if [ "$DYN" = 1 ]; then dyn_knot_sections; fi
     echo "zone:"
-    for zf in root test good.test dane.test bogus.test expired.test badsig.test insecure.test nsec.test; do
+    for zf in root test good.test dane.test bogus.test expired.test badsig.test insecure.test nsec.test sts.test; do
         dom=$zf.; [ "$zf" = root ] && dom=.
         printf '  - domain: "%s"\n    file: "%s.signed"\n' "$dom" "$zf"
     done
@@ -624,6 +630,8 @@ chown postfix "$LAB/postfix-data"
 # start-up errors only reach a terminal, hence script(1)
 out=$(script -q -e -c "postfix -c '$PF' start" /dev/null 2>&1) || { echo "$out" >&2; die "postfix start failed"; }
 case $out in *warning*|*fatal*|*error*) echo "$out" >&2 ;; esac
+log "nginx"
+sts_nginx
 
 # ---------------------------------------------------------------------------------------------
 # 9. environment files
@@ -655,6 +663,7 @@ LAB_RRSIG_INCEPTION=$INC_EPOCH
 LAB_RRSIG_EXPIRATION=$EXP_EPOCH
 LAB_EXPIRED_RRSIG_EXPIRATION=$(date -u -d '2024-02-01 00:00:00' +%s)
 LAB_TTL=$TTL
+LAB_STS_ADDR=$STS_ADDR
 EOF
 if [ "$DYN" = 1 ]; then cat >>"$LAB/lab.env" <<EOF
 LAB_DYN_ZONE=$DYN_ZONE
@@ -720,6 +729,7 @@ while IFS=$'\t' read -r addr host chain starttls; do
 done <"$LISTENERS"
 check "submission 127.25.0.5:587 answers 220" "wait_smtp 127.25.0.5 587"
 check "TLSA _465._tcp.sub.good.test is secure via $VAL" "has '$AD' @$VAL +dnssec _465._tcp.sub.good.test TLSA"
+sts_checks
 if [ "$DYN" = 1 ]; then dyn_checks; fi
 if [ $fail -ne 0 ]; then
     echo "up.sh: the lab in $LAB is NOT healthy; logs in $LAB/log/" >&2

@@ -212,6 +212,20 @@ fn typed_data(rtype: RecordType, rrset: &[&Record]) -> Data {
                 })
                 .collect(),
         ),
+        RecordType::TXT => Data::Txt(
+            rrset
+                .iter()
+                .filter_map(|r| match &r.data {
+                    RData::TXT(t) => Some(
+                        t.txt_data
+                            .iter()
+                            .map(|s| String::from_utf8_lossy(s))
+                            .collect::<String>(),
+                    ),
+                    _ => None,
+                })
+                .collect(),
+        ),
         _ => Data::None,
     }
 }
