@@ -263,8 +263,9 @@ impl PkixRoots {
 }
 
 /// The chain as served (leaf first) validates to `roots` for TLS server authentication
-/// at `now` (RFC 5280 §6) and the leaf names `name` (webpki rules: DNS SANs only).
-#[cfg(test)]
+/// at `now` (RFC 5280 §6) and the leaf names `name` (webpki rules: DNS SANs only). Used
+/// where a chain is checked once and alone (the MTA-STS policy host); a served MX chain goes
+/// through `ServedChain`, which shares its signature checks with DANE.
 pub(crate) fn pkix_verify(
     chain: &[CertificateDer<'_>],
     roots: &PkixRoots,
