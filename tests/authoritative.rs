@@ -25,6 +25,9 @@ const SECONDARY: &str = "127.53.0.4";
 const DOMAIN: &str = "d3.dyn.test";
 const TLSA_NAME: &str = "_25._tcp.mx3.dyn.test";
 
+/// Tests of this file that hold the secondary back run one at a time.
+static SECONDARY_HELD: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
+
 fn script(lab: &common::Lab, name: &str, args: &[&str]) -> Result<String> {
     let out = Command::new("bash")
         .arg(common::repo().join("tests/lab").join(name))
@@ -133,6 +136,7 @@ fn random_hex() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_held_secondary_is_seen_lagging_and_in_sync_again_when_released() -> Result<()> {
+    let _one_at_a_time = SECONDARY_HELD.lock().await;
     let lab = common::lab()?;
     let text = lab.config("upstream", "")?;
     let cfg = config::parse(&text, "authoritative.yml").map_err(|e| anyhow::anyhow!("{e:?}"))?;
@@ -299,4 +303,140 @@ async fn the_check_can_be_switched_off() -> Result<()> {
         .iter()
         .all(|h| h.tlsa_timing.on_every_server.is_empty()));
     Ok(())
+}
+
+/// The two halves of rollover readiness together, in the daemon: a staged key whose `3 1 1` is
+/// on the primary but not on a held-back secondary is covered (`verified` if deployed) but
+/// never safe: no first-seen time, no deploy-safe time, `mailtls_authoritative_in_sync` 0 (the
+/// series `MailTLSAuthoritativeOutOfSync` fires on), however long the lag lasts. Released, the
+/// record counts as published from then on: deploy-safe = first seen + 2 x TTL.
+#[test]
+fn a_lagging_secondary_keeps_a_staged_key_not_safe() -> Result<()> {
+    const TARGET: &str = "d4.dyn.test";
+    const OWNER: &str = "_25._tcp.mx4.dyn.test.";
+    let _one_at_a_time = SECONDARY_HELD.blocking_lock();
+    let lab = common::lab()?;
+    script(&lab, "secondary.sh", &["release"])?;
+    let dir = common::tempdir()?;
+    let alt = lab.dir.join("pki/mx4.dyn.test.alt.pem");
+    let out = Command::new("openssl")
+        .args(["x509", "-noout", "-pubkey", "-in"])
+        .arg(&alt)
+        .output()?;
+    ensure!(out.status.success(), "openssl: {out:?}");
+    let key_file = common::write(dir.path(), "next.pub", &String::from_utf8(out.stdout)?)?;
+    let key = key_file.display().to_string();
+    let der =
+        <rustls_pki_types::CertificateDer as rustls_pki_types::pem::PemObject>::pem_file_iter(
+            &alt,
+        )?
+        .next()
+        .context("no certificate")??;
+    let parts = mailtls_exporter::cert::parts(der.as_ref()).context("certificate parses")?;
+    let record = format!(
+        "3 1 1 {}",
+        hex::encode(<sha2::Sha256 as sha2::Digest>::digest(parts.spki))
+    );
+    let text = lab.config(
+        "upstream",
+        &format!(
+            "interval: 2s\nstate_file: {}\ntargets:\n  - domain: {TARGET}\n    staged:\n      - public_key_file: {key}\n",
+            dir.path().join("state.json").display()
+        ),
+    )?;
+    let cfg = common::write(dir.path(), "c.yml", &text)?;
+    let d = common::Daemon::start(&cfg, &[])?;
+    let staged = |m: &str, status: &str| {
+        common::sample(
+            m,
+            "mailtls_staged_dane_status",
+            &[("staged", key.as_str()), ("status", status)],
+        ) == Some(1.0)
+    };
+    let safe = |m: &str| {
+        common::sample(
+            m,
+            "mailtls_staged_deploy_safe_timestamp_seconds",
+            &[("staged", key.as_str())],
+        )
+    };
+    let first_seen = |m: &str| {
+        common::sample(
+            m,
+            "mailtls_tlsa_record_first_seen_timestamp_seconds",
+            &[("target", TARGET), ("record", record.as_str())],
+        )
+    };
+    let tlsa_in_sync = |m: &str| {
+        common::sample(
+            m,
+            "mailtls_authoritative_in_sync",
+            &[("target", TARGET), ("type", "TLSA")],
+        )
+    };
+    d.wait_metrics(Duration::from_secs(30), |m| staged(m, "failed"))?;
+
+    let _restore = RestoreHost {
+        lab: &lab,
+        owner: OWNER,
+        record: record.clone(),
+    };
+    script(&lab, "secondary.sh", &["hold"])?;
+    script(
+        &lab,
+        "dyn-update.sh",
+        &[&format!("add {OWNER} 5 TLSA {record}")],
+    )?;
+    let m = d.wait_metrics(Duration::from_secs(60), |m| {
+        staged(m, "verified") && tlsa_in_sync(m) == Some(0.0)
+    })?;
+    ensure!(safe(&m).is_none() && first_seen(&m).is_none(), "{m}");
+    // Longer than first seen + 2 x TTL would be had the record counted as published.
+    std::thread::sleep(Duration::from_secs(14));
+    let m = d.get("/metrics")?.body;
+    ensure!(staged(&m, "verified"), "{m}");
+    ensure!(tlsa_in_sync(&m) == Some(0.0), "still lagging: {m}");
+    ensure!(
+        safe(&m).is_none() && first_seen(&m).is_none(),
+        "a record missing on the secondary counted as published: {m}"
+    );
+
+    let released = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)?
+        .as_secs_f64();
+    script(&lab, "secondary.sh", &["release"])?;
+    let m = d.wait_metrics(Duration::from_secs(60), |m| safe(m).is_some())?;
+    let (seen, safe_from) = (
+        first_seen(&m).context("first seen")?,
+        safe(&m).context("deploy safe")?,
+    );
+    ensure!(
+        seen >= released - 1.0,
+        "first seen {seen} before the release at {released}"
+    );
+    ensure!(
+        (safe_from - (seen + 10.0)).abs() < 0.01,
+        "deploy-safe {safe_from} is not first seen {seen} + 2 x 5 s"
+    );
+    ensure!(tlsa_in_sync(&m) == Some(1.0), "{m}");
+    Ok(())
+}
+
+/// Releases the secondary and removes the record a test added.
+struct RestoreHost<'a> {
+    lab: &'a common::Lab,
+    owner: &'static str,
+    record: String,
+}
+
+impl Drop for RestoreHost<'_> {
+    fn drop(&mut self) {
+        let _ = script(self.lab, "secondary.sh", &["release"]);
+        let _ = script(
+            self.lab,
+            "dyn-update.sh",
+            &[&format!("del {} TLSA {}", self.owner, self.record)],
+        );
+        let _ = script(self.lab, "secondary.sh", &["wait"]);
+    }
 }
