@@ -143,8 +143,18 @@ async fn a_held_secondary_is_seen_lagging_and_in_sync_again_when_released() -> R
     let ctx = ProbeContext::new(&cfg)?;
     script(&lab, "secondary.sh", &["release"])?;
 
-    // 1. In sync: both servers, equal serials (as kdig sees them), every record everywhere.
-    let r = probe(&ctx, AddressPolicy::Any).await?;
+    // 1. In sync: both servers, equal serials (as kdig sees them), every record everywhere
+    //    (once the resolver no longer hands out a record an earlier run removed: TTL 5 s).
+    let r = probe_until(&ctx, "every record on every server", |r| {
+        r.hosts.first().is_some_and(|h| {
+            !h.tlsa_timing.on_every_server.is_empty()
+                && h.tlsa_timing
+                    .on_every_server
+                    .iter()
+                    .all(|v| *v == Some(true))
+        })
+    })
+    .await?;
     let (p, s) = kdig_serials(&lab)?;
     ensure!(p == s, "lab not in sync at start: {p} {s}");
     for rtype in ["MX", "TLSA"] {
