@@ -73,15 +73,20 @@ fn smtp_server(addr: SocketAddr, hold: Duration, counts: Arc<Counts>) -> Result<
                 let now = counts.open.fetch_add(1, Ordering::SeqCst) + 1;
                 counts.max_open.fetch_max(now, Ordering::SeqCst);
                 counts.total.fetch_add(1, Ordering::SeqCst);
-                let _ = serve_smtp(s, hold);
-                counts.open.fetch_sub(1, Ordering::SeqCst);
+                // At QUIT the connection stops counting before the 221 is written: the
+                // prober waits for that reply before it lets the next probe start, so the
+                // count never lags behind it (however late this thread is scheduled).
+                if !matches!(serve_smtp(s, hold, &counts), Ok(true)) {
+                    counts.open.fetch_sub(1, Ordering::SeqCst);
+                }
             });
         }
     });
     Ok(())
 }
 
-fn serve_smtp(mut s: TcpStream, hold: Duration) -> std::io::Result<()> {
+/// Serves one dialogue; `Ok(true)` when it ended with QUIT (then no longer counted as open).
+fn serve_smtp(mut s: TcpStream, hold: Duration, counts: &Counts) -> std::io::Result<bool> {
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     std::thread::sleep(hold);
     s.write_all(b"220 counter.test ESMTP\r\n")?;
@@ -89,12 +94,13 @@ fn serve_smtp(mut s: TcpStream, hold: Duration) -> std::io::Result<()> {
     loop {
         let n = s.read(&mut buf)?;
         if n == 0 {
-            return Ok(());
+            return Ok(false);
         }
         let line = String::from_utf8_lossy(&buf[..n]).to_ascii_uppercase();
         if line.starts_with("QUIT") {
-            s.write_all(b"221 bye\r\n")?;
-            return Ok(());
+            counts.open.fetch_sub(1, Ordering::SeqCst);
+            let _ = s.write_all(b"221 bye\r\n");
+            return Ok(true);
         }
         s.write_all(b"250 counter.test\r\n")?;
     }
