@@ -53,6 +53,10 @@ const TARGETS: &[&str] = &[
     "s20.dane.test",
     "[mx1.good.test]",
     "[127.25.0.1]",
+    // MTA-STS: an enforce policy with a valid TLSRPT record, and an invalid (redirected) one,
+    // so that every MTA-STS panel has data.
+    "enforce.sts.test",
+    "redirect.sts.test",
 ];
 
 /// The replica addresses written in `deploy/prometheus/*-sharded.yml`, in shard order.
@@ -65,7 +69,7 @@ const INTERVAL: &str = "2s";
 const TEST_BUDGET: Duration = Duration::from_secs(60);
 
 /// `probe.allow` for [`TARGETS`]; the lab is on loopback.
-const PROBE_SECTION: &str = "probe:\n  allow: [\"good.test\", \"*.good.test\", \"*.dane.test\", \"[127.25.0.0/16]\"]\n  private_addresses: true\n";
+const PROBE_SECTION: &str = "probe:\n  allow: [\"good.test\", \"*.good.test\", \"*.dane.test\", \"*.sts.test\", \"[127.25.0.0/16]\"]\n  private_addresses: true\n";
 
 #[test]
 fn hashmod_routes_probe_targets_and_shards_split_the_scheduled_list_alike() -> Result<()> {
