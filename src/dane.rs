@@ -139,6 +139,16 @@ pub fn evaluate_served(
             detail,
         });
     }
+    conclude(checks, verified, any_usable)
+}
+
+/// The evaluation from its record checks: the first authenticating record, else whether any
+/// record was usable (RFC 7672 §2.2: usable but none authenticates is not "no usable records").
+fn conclude(
+    checks: Vec<RecordCheck>,
+    verified: Option<Authentication>,
+    any_usable: bool,
+) -> DaneEvaluation {
     let authentication = match verified {
         Some(verified) => verified,
         None if any_usable => Authentication::NotAuthenticated,
@@ -206,15 +216,7 @@ pub fn evaluate_key(records: &[Tlsa], spki: &[u8]) -> DaneEvaluation {
             detail,
         });
     }
-    let authentication = match verified {
-        Some(verified) => verified,
-        None if any_usable => Authentication::NotAuthenticated,
-        None => Authentication::NoUsableRecords,
-    };
-    DaneEvaluation {
-        checks,
-        authentication,
-    }
+    conclude(checks, verified, any_usable)
 }
 
 /// Strongest digest matching type per (usage − 2, selector) among usable records;
