@@ -505,12 +505,14 @@ fn check_dashboard_sums_replicas(api: &PromApi, deadline: Instant) -> Result<()>
             "{expr}: {a:?} with the overlapping replica, {b:?} without"
         );
         if expr.starts_with("count") {
-            let v = |s: &[Value]| s.first().map(sample_value);
+            // Prometheus returns a vector in no particular order: compare by series.
+            let values = |s: &[Value]| -> BTreeMap<String, f64> {
+                s.iter().map(|x| (series_key(x), sample_value(x))).collect()
+            };
+            let (va, vb) = (values(&with_overlap), values(&alone));
             ensure!(
-                v(&with_overlap) == v(&alone),
-                "{expr}: {:?} with the overlapping replica, {:?} without: counted twice",
-                v(&with_overlap),
-                v(&alone)
+                va == vb,
+                "{expr}: {va:?} with the overlapping replica, {vb:?} without: counted twice"
             );
         }
         checked += 1;
