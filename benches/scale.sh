@@ -29,7 +29,8 @@
 # Usage: sudo benches/scale.sh        (builds the release binary first)
 # Env:   BIN=path/to/mailtls_exporter  N=10000  HOSTS=min(4000,N)  ADDRS=2000  CONCURRENCY=64
 #        INTERVAL=5m  SCRAPES=9  ROUND_TIMEOUT=1800  PROMTOOL=1  PERF=0 (1: a flat
-#        `perf record` profile of the round, top entries in the output)  SCALE_NETNS
+#        `perf record` profile of the round, top entries in the output)  HEAPTRACK=0 (1: the
+#        daemon under heaptrack; after the round, the live heap by call site, then stop)  SCALE_NETNS
 #        SCALE_OUT (default: a new /tmp/mailtls-scale.XXXXXX; KEEP=1 keeps the bodies)
 set -euo pipefail
 
@@ -43,6 +44,7 @@ export SCRAPES=${SCRAPES:-9}
 export ROUND_TIMEOUT=${ROUND_TIMEOUT:-1800}
 export PROMTOOL=${PROMTOOL:-1}
 export PERF=${PERF:-0}
+export HEAPTRACK=${HEAPTRACK:-0}
 export KEEP=${KEEP:-}
 export SCALE_NETNS=${SCALE_NETNS:-mailtls-scale}
 
@@ -59,6 +61,7 @@ if [ "${1:-}" != --inside ]; then
     done
     [ "$PROMTOOL" = 0 ] || command -v promtool >/dev/null || die "missing command promtool (or PROMTOOL=0)"
     [ "$PERF" = 0 ] || command -v perf >/dev/null || die "missing command perf (or PERF=0)"
+    [ "$HEAPTRACK" = 0 ] || command -v heaptrack >/dev/null || die "missing command heaptrack (or HEAPTRACK=0)"
     ((HOSTS >= 1 && HOSTS <= N && ADDRS >= 1 && ADDRS <= 64000)) || die "need 1 <= HOSTS <= N, 1 <= ADDRS <= 64000"
     if [ -z "${BIN:-}" ]; then
         (cd "$HERE" && nice -n 10 cargo build --release --locked --quiet)
@@ -341,9 +344,24 @@ ms_of_ticks() { awk -v t="$1" -v n="$2" -v hz="$TCK" 'BEGIN{printf "%.1f", t * 1
 
 say "daemon: $N targets, concurrency $CONCURRENCY, interval $INTERVAL"
 START=$(now)
-"$BIN" --config.file="$W/targets.yml" --web.listen-address="127.0.0.1:$PORT" --log.level=info \
-    >"$W/log/daemon.log" 2>&1 &
-DPID=$!
+HEAP_PID=
+if [ "$HEAPTRACK" != 0 ]; then
+    # heaptrack runs the daemon as its child; DPID is the daemon itself.
+    heaptrack -o "$OUT/heaptrack" "$BIN" --config.file="$W/targets.yml" \
+        --web.listen-address="127.0.0.1:$PORT" --log.level=info >"$W/log/daemon.log" 2>&1 &
+    HEAP_PID=$!
+    DPID=
+    for _ in $(seq 1 100); do
+        DPID=$(pgrep -n -f -- "^$BIN --config.file=$W/targets.yml" || true)
+        [ -n "$DPID" ] && break
+        sleep 0.1
+    done
+    [ -n "$DPID" ] || die "heaptrack did not start the daemon: $(tail -5 "$W/log/daemon.log")"
+else
+    "$BIN" --config.file="$W/targets.yml" --web.listen-address="127.0.0.1:$PORT" --log.level=info \
+        >"$W/log/daemon.log" 2>&1 &
+    DPID=$!
+fi
 PERF_PID=
 if [ "$PERF" != 0 ]; then
     perf record -F 499 -p "$DPID" -o "$OUT/perf.data" >/dev/null 2>"$W/log/perf.log" &
@@ -378,6 +396,16 @@ ROUND_S=$(secs "$START" "$END")
 RSS=$(kib VmRSS "$DPID"); HWM_ROUND=$(kib VmHWM "$DPID")
 if [ -n "$PERF_PID" ]; then
     kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
+fi
+if [ -n "$HEAP_PID" ]; then
+    # What is allocated once the round is over: the daemon dies without freeing anything, so
+    # heaptrack's "leaked" is the live heap at this moment, by call site.
+    kill -KILL "$DPID"; wait "$HEAP_PID" 2>/dev/null || true
+    heaptrack_print -f "$OUT"/heaptrack.*zst -p 0 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 ||
+        heaptrack_print -f "$OUT"/heaptrack.*gz -p 0 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 || true
+    say "round: $N targets in $ROUND_S s, RSS $(mib "$RSS") MiB under heaptrack; live heap by call site: $OUT/heaptrack.txt"
+    grep -E '^(total|leaked|peak)' "$OUT/heaptrack.txt" >&2 || true
+    exit 0
 fi
 ROUND_PROBES=$(curl -s --max-time 600 "$URL/metrics" | awk '/^mailtls_probes_total/{s+=$NF} END{print s+0}')
 say "round: $N targets in $ROUND_S s ($ROUND_PROBES probes)"

@@ -7,7 +7,7 @@
 //!
 //! Layers (lowest first). A module may import only from modules of lower layers; modules on one
 //! line are siblings and never import each other (`tests/architecture.rs` reads this list):
-//! 1. target, logging, shard, sts
+//! 1. target, logging, shard, sts, pack
 //! 2. config
 //! 3. model
 //! 4. cert
@@ -28,6 +28,7 @@ pub mod http;
 pub mod logging;
 pub mod metrics;
 pub mod model;
+pub mod pack;
 pub mod planner;
 pub mod probe;
 pub mod rollover;

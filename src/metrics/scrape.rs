@@ -1,6 +1,6 @@
-//! A `/metrics` body as a stream of chunks, never one body-sized buffer: the plain
-//! exposition copied piece by piece out of the encoded reports while the client reads, or
-//! gzip assembled from deflate segments that are compressed once and kept between scrapes.
+//! A `/metrics` body as a stream of chunks, never one body-sized buffer, made from deflate
+//! segments that are compressed once and kept between scrapes: gzip sends them as they
+//! are, plain inflates them piece by piece while the client reads.
 //!
 //! gzip (RFC 1952) of one member whose deflate stream (RFC 1951) is a concatenation of
 //! independently compressed segments, each ending in a sync flush (an empty stored block,
@@ -12,7 +12,8 @@
 //! and the blocks they left; every other block's segments are reused as they are. With the
 //! scheduler's fixed phases, a target's slot comes round in the same order every interval,
 //! so from the third round on the blocks that change between two scrapes are few and
-//! contiguous (docs/performance.md, "Scrape").
+//! contiguous (docs/performance.md, "Scrape"). A block that changed is rebuilt from its
+//! reports, each inflated once (they are kept deflated: `EncodedReport`).
 //! Samples of one family stay grouped (OpenMetrics forbids interleaving): the body is
 //! family by family, each family's header segment, then that family's segment of every block.
 //!
@@ -22,14 +23,14 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use bytes::Bytes;
-use flate2::{Compress, Compression, FlushCompress};
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
-use super::exposition::EncodedReport;
+use super::exposition::{shared_family, EncodedReport, Unpacked};
 
 /// Targets per gzip block. Smaller blocks recompress less after a few probes but compress
 /// worse (less context) and make more segments.
 pub const BLOCK_TARGETS: u64 = 128;
-/// Size of the pieces a plain body is copied into while it is sent.
+/// Size of the pieces a plain body is inflated into while it is sent.
 const PIECE: usize = 256 * 1024;
 /// Segments smaller than this are copied together into one piece before they are sent.
 const COALESCE: usize = 64 * 1024;
@@ -60,7 +61,7 @@ impl Scrape {
 pub struct Chunks(Inner);
 
 enum Inner {
-    Plain(Plain),
+    Plain(Inflating),
     Segments(std::vec::IntoIter<Bytes>),
 }
 
@@ -94,76 +95,56 @@ fn coalesce(segs: &mut std::vec::IntoIter<Bytes>) -> Option<Bytes> {
     Some(Bytes::from(buf))
 }
 
-/// The plain body: the exporter's own metrics, then family by family its header and every
-/// report's chunk, then the tail (`# EOF` for OpenMetrics).
-struct Plain {
+/// The plain body: the exporter's own metrics, the report families' segments inflated one
+/// after the other into pieces of about [`PIECE`] bytes, then the tail (`# EOF` for
+/// OpenMetrics).
+struct Inflating {
     head: Option<Bytes>,
-    headers: &'static [String],
-    reports: Vec<Arc<EncodedReport>>,
-    family: usize,
-    /// Next report of `family`; `None`: the family's header comes next.
-    report: Option<usize>,
+    segments: std::vec::IntoIter<Segment>,
+    /// The segment being inflated and how much of it was read.
+    current: Option<(Bytes, usize)>,
+    inflate: Decompress,
     tail: Option<&'static str>,
 }
 
-impl Plain {
+impl Inflating {
     fn next(&mut self) -> Option<Bytes> {
         if let Some(h) = self.head.take() {
             return Some(h);
         }
-        let mut buf = String::with_capacity(PIECE + 16 * 1024);
+        let mut buf: Vec<u8> = Vec::with_capacity(PIECE);
         while buf.len() < PIECE {
-            let Some(header) = self.headers.get(self.family) else {
-                if let Some(t) = self.tail.take() {
-                    buf.push_str(t);
-                }
-                break;
-            };
-            match self.report {
-                None => {
-                    buf.push_str(header);
-                    self.report = Some(0);
-                }
-                Some(_) if Some(self.family) == shared_family(self.headers) => {
-                    buf.push_str(&shared_chunk(&self.reports, self.family));
-                    self.family += 1;
-                    self.report = None;
-                }
-                Some(i) => match self.reports.get(i) {
-                    Some(r) => {
-                        buf.push_str(r.chunk(self.family));
-                        self.report = Some(i + 1);
+            let Some((seg, read)) = &mut self.current else {
+                match self.segments.next() {
+                    Some(s) => {
+                        // Every segment is a deflate stream of its own (`GzipCache::segment`).
+                        self.inflate.reset(false);
+                        self.current = Some((s.data, 0));
+                        continue;
                     }
                     None => {
-                        self.family += 1;
-                        self.report = None;
+                        if let Some(t) = self.tail.take() {
+                            buf.extend_from_slice(t.as_bytes());
+                        }
+                        break;
                     }
-                },
+                }
+            };
+            let input = seg.get(*read..).unwrap_or_default();
+            let (in0, out0) = (self.inflate.total_in(), buf.len());
+            let status = self
+                .inflate
+                .decompress_vec(input, &mut buf, FlushDecompress::Sync);
+            *read += usize::try_from(self.inflate.total_in() - in0).unwrap_or(input.len());
+            let stalled = buf.len() == out0 && *read < seg.len() && buf.len() < buf.capacity();
+            // Done with the segment when all of it is read and the output had room left (so
+            // nothing is pending inside the inflater); a segment that does not inflate
+            // (only a bug could make one) is dropped rather than looped on.
+            if status.is_err() || stalled || (*read >= seg.len() && buf.len() < buf.capacity()) {
+                self.current = None;
             }
         }
         (!buf.is_empty()).then(|| Bytes::from(buf))
-    }
-}
-
-/// A plain body over `reports` (already in serving order).
-pub(crate) fn plain(
-    content_type: &'static str,
-    head: String,
-    headers: &'static [String],
-    reports: Vec<Arc<EncodedReport>>,
-    tail: Option<&'static str>,
-) -> Scrape {
-    Scrape {
-        content_type,
-        gzip: false,
-        chunks: Chunks(Inner::Plain(Plain {
-            head: Some(Bytes::from(head)),
-            headers,
-            reports,
-            family: 0,
-            report: None,
-            tail,
-        })),
     }
 }
 
@@ -249,16 +230,10 @@ impl GzipCache {
         }
     }
 
-    /// The gzip body: `head` (the exporter's own metrics, compressed now), the report
-    /// families over `reports` (in serving order) from kept or new segments, `tail`.
-    pub(crate) fn scrape(
-        &mut self,
-        content_type: &'static str,
-        head: &str,
-        headers: &[String],
-        reports: &[Arc<EncodedReport>],
-        tail: Option<&'static str>,
-    ) -> (Scrape, GzipStats) {
+    /// The segments of the report families over `reports` (in serving order): each
+    /// family's header, then its segment of every block (kept, or compressed now for the
+    /// blocks whose reports changed), or for the shared family one segment made now.
+    fn refresh(&mut self, headers: &[String], reports: &[Arc<EncodedReport>]) -> (Vec<Segment>, GzipStats) {
         if self.headers.len() != headers.len() {
             self.headers = headers.iter().map(|h| self.segment(h.as_bytes())).collect();
         }
@@ -275,14 +250,16 @@ impl GzipCache {
                 Some(b) if b.seqs == seqs => b,
                 _ => {
                     stats.compressed += 1;
+                    // Each report inflated once; the shared family is assembled over all
+                    // reports below.
+                    let texts: Vec<Unpacked<'_>> = group.iter().map(|r| r.unpack()).collect();
                     let families = (0..headers.len())
                         .map(|f| {
                             let mut scratch = std::mem::take(&mut self.scratch);
                             scratch.clear();
-                            // The shared family is assembled over all reports below.
                             if Some(f) != shared {
-                                for r in group {
-                                    scratch.extend_from_slice(r.chunk(f).as_bytes());
+                                for t in &texts {
+                                    scratch.extend_from_slice(t.chunk(f).as_bytes());
                                 }
                             }
                             let s = self.segment(&scratch);
@@ -296,26 +273,40 @@ impl GzipCache {
             order.push(id);
             self.blocks.insert(id, block);
         }
-        let head = self.segment(head.as_bytes());
-        let tail = tail.map(|t| self.segment(t.as_bytes()));
-        let shared_seg = shared.map(|f| self.segment(shared_chunk(reports, f).as_bytes()));
-        let mut segs: Vec<&Segment> = Vec::with_capacity(2 + headers.len() * (order.len() + 1));
-        segs.push(&head);
+        let shared_seg = shared.map(|_| self.segment(shared_chunk(reports).as_bytes()));
+        let mut segs: Vec<Segment> = Vec::with_capacity(headers.len() * (order.len() + 1));
         for (f, header) in self.headers.iter().enumerate() {
-            segs.push(header);
+            segs.push(header.clone());
             if Some(f) == shared {
-                segs.extend(shared_seg.as_ref());
+                segs.extend(shared_seg.clone());
                 continue;
             }
             segs.extend(
                 order
                     .iter()
-                    .filter_map(|id| self.blocks.get(id)?.families.get(f)),
+                    .filter_map(|id| self.blocks.get(id)?.families.get(f))
+                    .cloned(),
             );
         }
-        segs.extend(tail.as_ref());
+        (segs, stats)
+    }
+
+    /// The gzip body: `head` (the exporter's own metrics, compressed now), the report
+    /// families over `reports` (in serving order) from kept or new segments, `tail`.
+    pub(crate) fn scrape(
+        &mut self,
+        content_type: &'static str,
+        head: &str,
+        headers: &[String],
+        reports: &[Arc<EncodedReport>],
+        tail: Option<&'static str>,
+    ) -> (Scrape, GzipStats) {
+        let (families, stats) = self.refresh(headers, reports);
+        let head = self.segment(head.as_bytes());
+        let tail = tail.map(|t| self.segment(t.as_bytes()));
+        let segs = std::iter::once(&head).chain(&families).chain(tail.as_ref());
         let mut crc = crc32fast::Hasher::new();
-        let mut out = Vec::with_capacity(segs.len() + 2);
+        let mut out = Vec::with_capacity(families.len() + 4);
         out.push(Bytes::from_static(&GZIP_HEADER));
         for s in segs {
             crc.combine(&s.crc);
@@ -337,22 +328,41 @@ impl GzipCache {
         };
         (scrape, stats)
     }
+
+    /// The plain body: `head`, the report families inflated from the same segments as a
+    /// gzip scrape while they are sent, `tail`.
+    pub(crate) fn plain(
+        &mut self,
+        content_type: &'static str,
+        head: String,
+        headers: &[String],
+        reports: &[Arc<EncodedReport>],
+        tail: Option<&'static str>,
+    ) -> (Scrape, GzipStats) {
+        let (families, stats) = self.refresh(headers, reports);
+        let scrape = Scrape {
+            content_type,
+            gzip: false,
+            chunks: Chunks(Inner::Plain(Inflating {
+                head: Some(Bytes::from(head)),
+                segments: families.into_iter(),
+                current: None,
+                inflate: Decompress::new(false),
+                tail,
+            })),
+        };
+        (scrape, stats)
+    }
 }
 
-/// The index of the one report family without a `target` label that several reports share
-/// (`authoritative::SERIAL_FAMILY`: one series per zone and server address).
-fn shared_family(headers: &[String]) -> Option<usize> {
-    let prefix = format!("# HELP {} ", super::authoritative::SERIAL_FAMILY);
-    headers.iter().position(|h| h.starts_with(&prefix))
-}
-
-/// Family `f` over all reports, each series once (the first report's sample wins). Small:
-/// one line per authoritative server address of the zones probed, assembled per scrape.
-fn shared_chunk(reports: &[Arc<EncodedReport>], f: usize) -> String {
+/// The shared family (`shared_family`) over all reports, each series once (the first
+/// report's sample wins). Small: one line per authoritative server address of the zones
+/// probed, kept plain in each report and assembled per scrape.
+fn shared_chunk(reports: &[Arc<EncodedReport>]) -> String {
     let mut out = String::new();
     let mut seen = std::collections::HashSet::new();
     for r in reports {
-        super::authoritative::push_unseen(&mut out, r.chunk(f), &mut seen);
+        super::authoritative::push_unseen(&mut out, r.shared(), &mut seen);
     }
     out
 }
@@ -444,6 +454,54 @@ mod tests {
         assert!(flate2::read::GzDecoder::new(&z[..])
             .read_to_string(&mut out)
             .is_err());
+    }
+
+    fn inflating(segments: Vec<Segment>) -> Inflating {
+        Inflating {
+            head: Some(Bytes::from_static(b"head\n")),
+            segments: segments.into_iter(),
+            current: None,
+            inflate: Decompress::new(false),
+            tail: Some("# EOF\n"),
+        }
+    }
+
+    #[test]
+    fn plain_bodies_inflate_segments_across_piece_boundaries() {
+        let mut cache = GzipCache::default();
+        // Compressible, but not to nothing: inflates over several pieces.
+        let big: Vec<u8> = (0..700_000u32)
+            .map(|i| b"0123456789\n"[(i % 11) as usize] ^ ((i / 997 % 3) as u8))
+            .collect();
+        let parts: [&[u8]; 4] = [b"first\n", &big, b"", b"last\n"];
+        let mut segs: Vec<Segment> = parts.iter().map(|p| cache.segment(p)).collect();
+        segs.push(Segment {
+            data: Bytes::from(stored_blocks(b"stored\n")),
+            crc: crc32fast::Hasher::new(),
+        });
+        let mut it = inflating(segs);
+        let pieces: Vec<Bytes> = std::iter::from_fn(|| it.next()).collect();
+        assert!(pieces.len() >= 4, "{} pieces", pieces.len());
+        assert!(pieces.iter().all(|p| p.len() <= PIECE), "a piece over {PIECE}");
+        let mut want = b"head\n".to_vec();
+        for p in parts {
+            want.extend_from_slice(p);
+        }
+        want.extend_from_slice(b"stored\n# EOF\n");
+        assert!(pieces.concat() == want, "the plain body differs from the parts");
+    }
+
+    #[test]
+    fn a_segment_that_does_not_inflate_is_dropped_not_looped_on() {
+        let mut cache = GzipCache::default();
+        let good = cache.segment(b"good\n");
+        let bad = Segment {
+            data: Bytes::from(vec![0xff; 64]),
+            crc: crc32fast::Hasher::new(),
+        };
+        let mut it = inflating(vec![bad, good]);
+        let body: Vec<u8> = std::iter::from_fn(|| it.next()).take(100).flatten().collect();
+        assert!(body.starts_with(b"head\n") && body.ends_with(b"good\n# EOF\n"));
     }
 
     #[test]

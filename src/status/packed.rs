@@ -4,42 +4,28 @@
 //!
 //! Not here: rendering the text (`text`), serving it (`http`).
 
-use std::io::{Read, Write};
-
-use flate2::{read::DeflateDecoder, write::DeflateEncoder, Compression};
-
 /// Longest text given back: far above any real report (which `text` renders from bounded
 /// parts), so the inflate of a corrupted buffer stays bounded too.
-const MAX_TEXT_BYTES: u64 = 4 << 20;
+const MAX_TEXT_BYTES: usize = 4 << 20;
 
 /// Text stored deflated.
 #[derive(Debug, Clone, Default)]
 pub struct PackedText(Box<[u8]>);
 
 impl PackedText {
-    /// Deflates `text` (fast level: this runs once per probe).
+    /// Deflates `text` (fast level, the thread's compressor: this runs once per probe).
     pub fn new(text: &str) -> Self {
-        let mut enc =
-            DeflateEncoder::new(Vec::with_capacity(text.len() / 4 + 16), Compression::fast());
-        // Writing to a Vec cannot fail; an error leaves the view empty rather than wrong.
-        match enc.write_all(text.as_bytes()).and_then(|()| enc.finish()) {
-            Ok(v) => Self(v.into_boxed_slice()),
-            Err(_) => Self::default(),
-        }
+        Self(crate::pack::deflate(text.as_bytes()))
     }
 
     /// The text again ("" for an empty or unreadable buffer).
     pub(crate) fn text(&self) -> String {
-        let mut out = String::new();
         if self.0.is_empty() {
-            return out;
+            return String::new();
         }
-        let reader = DeflateDecoder::new(&self.0[..]).take(MAX_TEXT_BYTES);
-        let mut reader = reader;
-        if reader.read_to_string(&mut out).is_err() {
-            out.clear();
-        }
-        out
+        crate::pack::inflate(&self.0, self.0.len() * 5, MAX_TEXT_BYTES)
+            .and_then(|b| String::from_utf8(b).ok())
+            .unwrap_or_default()
     }
 
     /// Bytes held.

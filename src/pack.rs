@@ -1,0 +1,139 @@
+//! Raw deflate (RFC 1951) of byte strings kept in memory between probes: every target's
+//! encoded series (`metrics::exposition`) and its text view (`status::packed`). One
+//! compressor and one decompressor per thread, reset between uses: a fresh flate2
+//! compressor allocates and clears hundreds of KiB of state, more than compressing a
+//! report costs.
+//!
+//! Owns: [`deflate`], [`inflate`]. Not here: the gzip stream of a scrape (`metrics::scrape`,
+//! which compresses blocks of many reports), what is packed and when.
+
+use std::cell::RefCell;
+
+use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+
+thread_local! {
+    static COMPRESS: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static DECOMPRESS: RefCell<Decompress> = RefCell::new(Decompress::new(false));
+}
+
+/// `data` as one complete raw deflate stream (fast level). A compressor writing into memory
+/// does not fail; if it did, the data is stored uncompressed (stored blocks), which inflates
+/// all the same.
+pub(crate) fn deflate(data: &[u8]) -> Box<[u8]> {
+    let packed = COMPRESS.with(|c| {
+        let mut c = c.try_borrow_mut().ok()?;
+        c.reset();
+        let mut out = Vec::with_capacity(data.len() / 4 + 64);
+        let start = c.total_in();
+        loop {
+            let used = usize::try_from(c.total_in() - start).ok()?;
+            let input = data.get(used..)?;
+            if out.len() == out.capacity() {
+                out.reserve(out.capacity().max(256));
+            }
+            match c.compress_vec(input, &mut out, FlushCompress::Finish).ok()? {
+                Status::StreamEnd => return Some(out),
+                Status::Ok | Status::BufError => {}
+            }
+        }
+    });
+    packed.unwrap_or_else(|| stored(data)).into_boxed_slice()
+}
+
+/// What [`deflate`] packed, inflated again: `None` for a buffer that does not inflate to a
+/// complete stream of at most `max` bytes. `expected` is the length it should have (the
+/// output is allocated once).
+pub(crate) fn inflate(packed: &[u8], expected: usize, max: usize) -> Option<Vec<u8>> {
+    DECOMPRESS.with(|d| {
+        let mut d = d.try_borrow_mut().ok()?;
+        d.reset(false);
+        let mut out = Vec::with_capacity(expected.min(max) + 1);
+        let (start_in, start_out) = (d.total_in(), d.total_out());
+        loop {
+            let used = usize::try_from(d.total_in() - start_in).ok()?;
+            let input = packed.get(used..)?;
+            if out.len() == out.capacity() {
+                if out.len() >= max {
+                    return None;
+                }
+                let more = out.len().max(256).min(max - out.len());
+                out.reserve_exact(more);
+            }
+            let before = (d.total_in(), d.total_out());
+            match d.decompress_vec(input, &mut out, FlushDecompress::None).ok()? {
+                Status::StreamEnd => {
+                    let produced = usize::try_from(d.total_out() - start_out).ok()?;
+                    return (produced <= max).then_some(out);
+                }
+                // No progress with room left in the output: the input ended early.
+                _ if (d.total_in(), d.total_out()) == before && out.len() < out.capacity() => {
+                    return None;
+                }
+                _ => {}
+            }
+        }
+    })
+}
+
+/// `data` as stored deflate blocks (RFC 1951 §3.2.4), the last one final.
+fn stored(data: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(data.len() + data.len() / 65_535 * 5 + 5);
+    let mut chunks = data.chunks(65_535).peekable();
+    if chunks.peek().is_none() {
+        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+    }
+    while let Some(c) = chunks.next() {
+        let n = c.len() as u16;
+        out.push(u8::from(chunks.peek().is_none()));
+        out.extend_from_slice(&n.to_le_bytes());
+        out.extend_from_slice(&(!n).to_le_bytes());
+        out.extend_from_slice(c);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trips_and_shrinks_repetitive_text() {
+        let text = "mailtls_tlsa_record_match{target=\"d000001.example\",mx=\"mx1.example\"} 1\n"
+            .repeat(50);
+        let z = deflate(text.as_bytes());
+        assert!(z.len() * 10 < text.len(), "{} of {}", z.len(), text.len());
+        assert_eq!(
+            inflate(&z, text.len(), 1 << 20).as_deref(),
+            Some(text.as_bytes())
+        );
+        // The same thread's compressor again (reset, no state carried over).
+        let z2 = deflate(b"x");
+        assert_eq!(inflate(&z2, 1, 16).as_deref(), Some(&b"x"[..]));
+        assert_eq!(inflate(&deflate(b""), 0, 16).as_deref(), Some(&b""[..]));
+        // A wrong expected length only costs reallocations.
+        assert_eq!(
+            inflate(&z, 3, 1 << 20).as_deref(),
+            Some(text.as_bytes())
+        );
+    }
+
+    #[test]
+    fn stored_blocks_inflate_like_compressed_ones() {
+        let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
+        assert_eq!(
+            inflate(&stored(&data), data.len(), 1 << 20).as_deref(),
+            Some(&data[..])
+        );
+        assert_eq!(inflate(&stored(b""), 0, 16).as_deref(), Some(&b""[..]));
+    }
+
+    #[test]
+    fn truncated_corrupt_and_oversized_buffers_are_refused() {
+        let text = "0123456789abcdef".repeat(100);
+        let z = deflate(text.as_bytes());
+        assert_eq!(inflate(&z[..z.len() / 2], text.len(), 1 << 20), None);
+        assert_eq!(inflate(&[0xff; 64], 64, 1 << 20), None);
+        assert_eq!(inflate(&z, text.len(), 100), None);
+        assert_eq!(inflate(&[], 0, 16), None);
+    }
+}
