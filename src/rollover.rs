@@ -36,6 +36,10 @@ pub const MAX_FIRST_SEEN: usize = 10_000;
 /// A record not confirmed (seen published, or unseen because its lookup failed) for this
 /// long is dropped: its target was removed from the config.
 pub const FORGET_AFTER_SECONDS: f64 = 30.0 * 86_400.0;
+/// How often forgotten records are dropped (a scan of the whole store).
+const PRUNE_EVERY_SECONDS: f64 = 60.0;
+/// Shortest time between two writes of the state file.
+const SAVE_EVERY_SECONDS: f64 = 1.0;
 /// Most staged files whose content is cached.
 const MAX_CACHED_FILES: usize = 4096;
 const STATE_VERSION: u32 = 1;
@@ -59,6 +63,13 @@ struct FirstSeen {
     records: BTreeMap<(String, String), Seen>,
     /// The store was full when a record had to be added (logged once per episode).
     full_logged: bool,
+    /// When records not seen for [`FORGET_AFTER_SECONDS`] were last dropped (a scan of the
+    /// whole store, so at most every [`PRUNE_EVERY_SECONDS`], not on every probe).
+    last_prune: f64,
+    /// Changed since the state file was last written, and when that was: a round of many
+    /// new targets writes it at most every [`SAVE_EVERY_SECONDS`], not once per probe.
+    dirty: bool,
+    last_save: f64,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -101,12 +112,20 @@ impl FirstSeen {
         match h.tlsa_dnssec {
             Some(Dnssec::Secure) | Some(Dnssec::Insecure) => {
                 let secure = h.tlsa_dnssec == Some(Dnssec::Secure);
-                let before = self.records.len();
-                self.records.retain(|k, _| {
-                    k.0 != owner
-                        || (secure && keys.iter().zip(&published).any(|(key, p)| *p && key == k))
-                });
-                *changed |= self.records.len() != before;
+                // The owner's records only (a range of the map, not a scan of all owners).
+                let gone: Vec<(String, String)> = self
+                    .records
+                    .range((owner.to_string(), String::new())..)
+                    .take_while(|(k, _)| k.0 == owner)
+                    .filter(|(k, _)| {
+                        !(secure && keys.iter().zip(&published).any(|(key, p)| *p && key == *k))
+                    })
+                    .map(|(k, _)| k.clone())
+                    .collect();
+                for k in &gone {
+                    self.records.remove(k);
+                }
+                *changed |= !gone.is_empty();
                 if !secure {
                     return vec![None; keys.len()];
                 }
@@ -159,6 +178,10 @@ impl FirstSeen {
 
     /// Drops records not confirmed for [`FORGET_AFTER_SECONDS`].
     fn prune(&mut self, now: f64, changed: &mut bool) {
+        if (now - self.last_prune).abs() < PRUNE_EVERY_SECONDS {
+            return;
+        }
+        self.last_prune = now;
         let before = self.records.len();
         self.records
             .retain(|_, s| now - s.last_seen < FORGET_AFTER_SECONDS);
@@ -204,7 +227,7 @@ impl FirstSeen {
         }
         Ok(Self {
             records,
-            full_logged: false,
+            ..Self::default()
         })
     }
 }
@@ -225,6 +248,17 @@ pub struct Rollover {
     persist: bool,
     store: Mutex<FirstSeen>,
     files: Mutex<HashMap<PathBuf, Loaded>>,
+}
+
+/// Changes of the last second not yet written reach the state file when the store goes
+/// (a reload with another `state_file`, a graceful shutdown).
+impl Drop for Rollover {
+    fn drop(&mut self) {
+        let mut store = lock(&self.store);
+        if store.dirty {
+            self.save(&mut store, unix_now());
+        }
+    }
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -270,6 +304,15 @@ impl Rollover {
         }
     }
 
+    /// Writes the state file (when this store persists to one) and marks the store clean.
+    fn save(&self, store: &mut FirstSeen, now: f64) {
+        if let (true, Some(path)) = (self.persist, &self.state_file) {
+            save(path, store);
+        }
+        store.dirty = false;
+        store.last_save = now;
+    }
+
     /// The state file this store reads and writes.
     pub fn state_file(&self) -> Option<&Path> {
         self.state_file.as_deref()
@@ -290,10 +333,9 @@ impl Rollover {
                 h.tlsa_timing.first_seen = store.observe(&owner, h, now, &mut changed);
             }
             store.prune(now, &mut changed);
-            if changed && self.persist {
-                if let Some(path) = &self.state_file {
-                    save(path, &store);
-                }
+            store.dirty |= changed;
+            if store.dirty && (now - store.last_save).abs() >= SAVE_EVERY_SECONDS {
+                self.save(&mut store, now);
             }
         }
         let at = UnixTime::since_unix_epoch(std::time::Duration::from_secs_f64(now.max(0.0)));

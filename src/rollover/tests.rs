@@ -209,3 +209,57 @@ fn original_ttl_comes_from_the_rrsig_when_visible() {
     assert_eq!(original_ttl(&[answer(None)], &h), Some(3));
     assert_eq!(original_ttl(&[], &h), None);
 }
+
+#[test]
+fn an_owners_records_change_alone_whatever_names_sort_beside_it() {
+    let mut s = FirstSeen::default();
+    let mut changed = false;
+    let owners = ["_25._tcp.mx1.t", "_25._tcp.mx10.t", "_25._tcp.mx1.t.x", "_25._tcp.mx"];
+    for o in owners {
+        s.observe(o, &dane_host(vec![rec(1)], Some(Dnssec::Secure)), 10.0, &mut changed);
+    }
+    assert_eq!(s.records.len(), 4);
+    changed = false;
+    // mx1.t rolls over to rec(2): its rec(1) goes, every other owner keeps its record.
+    s.observe(owners[0], &dane_host(vec![rec(2)], Some(Dnssec::Secure)), 20.0, &mut changed);
+    assert!(changed);
+    let mut left: Vec<(&str, u8)> = s
+        .records
+        .keys()
+        .map(|(o, r)| (o.as_str(), if r.ends_with("0202") { 2 } else { 1 }))
+        .collect();
+    left.sort_unstable();
+    let mut want = vec![(owners[0], 2), (owners[1], 1), (owners[2], 1), (owners[3], 1)];
+    want.sort_unstable();
+    assert_eq!(left, want);
+    // An insecure RRset at one owner forgets that owner's records only.
+    s.observe(owners[1], &dane_host(vec![rec(1)], Some(Dnssec::Insecure)), 30.0, &mut changed);
+    assert_eq!(s.records.len(), 3);
+    assert!(s.records.keys().all(|(o, _)| o != owners[1]));
+}
+
+#[test]
+fn new_records_reach_the_state_file_at_most_once_a_second_and_the_rest_when_it_goes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("state.json");
+    let r = Rollover::open(Some(&path), true);
+    let started = std::time::Instant::now();
+    let mut a = report(vec![dane_host(vec![rec(1)], Some(Dnssec::Secure))]);
+    r.apply(&[], &mut a);
+    let written = std::fs::read_to_string(&path).expect("written at the first change");
+    let mut h = dane_host(vec![rec(2)], Some(Dnssec::Secure));
+    h.tlsa_base = Some("mx2.example.test".into());
+    let mut b = report(vec![h]);
+    r.apply(&[], &mut b);
+    assert!(b.hosts[0].tlsa_timing.first_seen[0].is_some());
+    if started.elapsed().as_secs_f64() < SAVE_EVERY_SECONDS * 0.5 {
+        assert_eq!(
+            std::fs::read_to_string(&path).expect("read"),
+            written,
+            "a second change within a second is not written yet"
+        );
+    }
+    drop(r);
+    let last = std::fs::read_to_string(&path).expect("read");
+    assert!(last.contains("mx2.example.test"), "{last}");
+}
