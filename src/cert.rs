@@ -29,6 +29,7 @@ use crate::model::cert::CertFacts;
 mod served;
 mod sigmemo;
 pub use served::ServedChain;
+pub use sigmemo::SignatureMemo;
 
 /// A certificate or CA bundle that cannot be used.
 #[derive(Debug, thiserror::Error)]

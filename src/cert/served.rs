@@ -14,21 +14,44 @@ use super::{CertError, CertParts, PkixError, PkixRoots};
 use crate::model::cert::CertFacts;
 
 /// The chain as served (leaf first), parsed once, with a signature memo shared by every
-/// path validation over it.
+/// path validation over it (its own, or the probe context's: `with_memo`).
 #[derive(Debug)]
 pub struct ServedChain<'a> {
     ders: &'a [CertificateDer<'a>],
     /// Same order as `ders`; the parse error text for what does not parse.
     parsed: Vec<Result<X509Certificate<'a>, String>>,
-    memo: SignatureMemo,
+    memo: Memo<'a>,
+}
+
+#[derive(Debug)]
+enum Memo<'a> {
+    Own(SignatureMemo),
+    Shared(&'a SignatureMemo),
 }
 
 impl<'a> ServedChain<'a> {
+    /// With a memo of its own.
     pub fn new(ders: &'a [CertificateDer<'a>]) -> Self {
+        Self::with(ders, Memo::Own(SignatureMemo::default()))
+    }
+
+    /// With `memo`, shared with other chains (the probe context's).
+    pub fn with_memo(ders: &'a [CertificateDer<'a>], memo: &'a SignatureMemo) -> Self {
+        Self::with(ders, Memo::Shared(memo))
+    }
+
+    fn with(ders: &'a [CertificateDer<'a>], memo: Memo<'a>) -> Self {
         Self {
             ders,
             parsed: ders.iter().map(|der| super::parse(der.as_ref())).collect(),
-            memo: SignatureMemo::default(),
+            memo,
+        }
+    }
+
+    fn memo(&self) -> &SignatureMemo {
+        match &self.memo {
+            Memo::Own(m) => m,
+            Memo::Shared(m) => m,
         }
     }
 
@@ -93,7 +116,7 @@ impl<'a> ServedChain<'a> {
         name: &str,
         now: UnixTime,
     ) -> Result<(), PkixError> {
-        let algs = self.memo.algorithms();
+        let algs = self.memo().algorithms();
         super::pkix_verify_with(self.ders, roots, name, now, &as_dyn(&algs))
     }
 
@@ -106,13 +129,13 @@ impl<'a> ServedChain<'a> {
         now: UnixTime,
     ) -> Result<usize, PkixError> {
         let leaf = self.ders.first().ok_or(PkixError::NoCertificate)?;
-        let algs = self.memo.algorithms();
+        let algs = self.memo().algorithms();
         super::verify_chain_with(leaf, intermediates, anchors, now, &as_dyn(&algs))
     }
 
     #[cfg(test)]
     pub(super) fn signatures_checked(&self) -> usize {
-        self.memo.computed()
+        self.memo().computed()
     }
 }
 
@@ -153,6 +176,38 @@ mod tests {
             .verify_from_leaf(&[], &[anchor(&int.der)], now())
             .is_ok());
         assert_eq!(again.signatures_checked(), 1);
+    }
+
+    // The probe context's memo spans chains: a second leaf of the same CA needs only its
+    // own signature checked (the CA's by the root is known), the same chain again nothing;
+    // a full memo starts over rather than grow.
+    #[test]
+    fn a_shared_memo_checks_each_signature_once_across_chains() {
+        let root = ca("Shared Root", None);
+        let int = ca("Shared Intermediate", Some(&root));
+        let roots = PkixRoots::from_der_certs([root.der.clone()]);
+        let memo = SignatureMemo::shared();
+        let a = [leaf(&["mx1.example.test"], "mx1", &int), int.der.clone()];
+        let b = [leaf(&["mx2.example.test"], "mx2", &int), int.der.clone()];
+        let first = ServedChain::with_memo(&a, &memo);
+        assert!(first.pkix_verify(&roots, "mx1.example.test", now()).is_ok());
+        assert_eq!(memo.computed(), 2);
+        let second = ServedChain::with_memo(&b, &memo);
+        assert!(second.pkix_verify(&roots, "mx2.example.test", now()).is_ok());
+        assert_eq!(memo.computed(), 3, "only mx2's leaf signature is new");
+        let again = ServedChain::with_memo(&a, &memo);
+        assert!(again.pkix_verify(&roots, "mx1.example.test", now()).is_ok());
+        // The name is checked on every call, never memoized.
+        assert!(again.pkix_verify(&roots, "mx2.example.test", now()).is_err());
+        assert_eq!(memo.computed(), 3, "the same chain again: nothing checked");
+        assert_eq!(memo.len(), 3);
+
+        let small = SignatureMemo::with_capacity(2);
+        let c = ServedChain::with_memo(&a, &small);
+        assert!(c.pkix_verify(&roots, "mx1.example.test", now()).is_ok());
+        let d = ServedChain::with_memo(&b, &small);
+        assert!(d.pkix_verify(&roots, "mx2.example.test", now()).is_ok());
+        assert!(small.len() <= 2, "{} results held", small.len());
     }
 
     // A failed check is remembered as failed, and another key over the same certificate

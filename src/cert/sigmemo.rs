@@ -7,8 +7,13 @@
 //! check reuses the first's result (docs/performance.md). The result of a signature check
 //! is a pure function of the algorithm, the key, the message and the signature, and the
 //! memo is keyed by a SHA-256 over all four, so a hit gives exactly what the check would
-//! have given. Bounded: at most [`MEMO_ENTRIES`] results; past that, checks just run.
+//! have given. Because the key is the content, one memo can also serve many chains: the
+//! probe context keeps one for every probe ([`SignatureMemo::shared`]), so the issuing CA's
+//! signature by its root is checked once for every leaf it issued, and a leaf that several
+//! domains' MX hosts serve once for all of them. Bounded: a memo holds at most its capacity
+//! of results and starts over when full.
 
+use std::collections::HashMap;
 use std::sync::Mutex;
 
 use rustls_pki_types::{
@@ -16,20 +21,43 @@ use rustls_pki_types::{
 };
 use sha2::{Digest, Sha256};
 
-/// Results kept per chain: a served chain is at most a handful of certificates, and each
+/// Results kept for one chain: a served chain is at most a handful of certificates, and each
 /// certificate has one issuer candidate per served CA or anchor.
 const MEMO_ENTRIES: usize = 32;
+/// Results kept by a memo shared by every probe (~70 bytes each).
+const SHARED_MEMO_ENTRIES: usize = 16_384;
 
-/// Signature check results of one served chain.
-#[derive(Debug, Default)]
-pub(super) struct SignatureMemo {
-    results: Mutex<Vec<([u8; 32], bool)>>,
+/// Signature check results: of one served chain, or of every chain a probe context sees.
+#[derive(Debug)]
+pub struct SignatureMemo {
+    results: Mutex<HashMap<[u8; 32], bool>>,
+    capacity: usize,
     /// Checks that actually ran (tests assert that shared paths run each once).
     #[cfg(test)]
     computed: std::sync::atomic::AtomicUsize,
 }
 
+impl Default for SignatureMemo {
+    fn default() -> Self {
+        Self::with_capacity(MEMO_ENTRIES)
+    }
+}
+
 impl SignatureMemo {
+    pub(super) fn with_capacity(capacity: usize) -> Self {
+        Self {
+            results: Mutex::new(HashMap::new()),
+            capacity: capacity.max(1),
+            #[cfg(test)]
+            computed: std::sync::atomic::AtomicUsize::new(0),
+        }
+    }
+
+    /// A memo for every chain of a probe context (`ServedChain::with_memo`).
+    pub fn shared() -> Self {
+        Self::with_capacity(SHARED_MEMO_ENTRIES)
+    }
+
     /// webpki's algorithms, each wrapped to consult this memo; pass `as_dyn` of the result.
     pub(super) fn algorithms(&self) -> Vec<Memoized<'_>> {
         webpki::ALL_VERIFICATION_ALGS
@@ -45,15 +73,25 @@ impl SignatureMemo {
 
     fn get(&self, key: &[u8; 32]) -> Option<bool> {
         let results = self.results.lock().ok()?;
-        results.iter().find(|(k, _)| k == key).map(|(_, ok)| *ok)
+        results.get(key).copied()
     }
 
     fn put(&self, key: [u8; 32], ok: bool) {
         if let Ok(mut results) = self.results.lock() {
-            if results.len() < MEMO_ENTRIES {
-                results.push((key, ok));
+            if results.len() >= self.capacity {
+                results.clear();
             }
+            results.insert(key, ok);
         }
+    }
+
+    /// Results held.
+    pub fn len(&self) -> usize {
+        self.results.lock().map(|r| r.len()).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 
     #[cfg(test)]

@@ -78,6 +78,10 @@ pub struct ProbeContext {
     pub(crate) authoritative: Option<authoritative::Checker>,
     /// MTA-STS policies fetched this round.
     pub(crate) policies: mta_sts::PolicyCache,
+    /// Signature checks of every served chain, by content: a CA's signature by its root is
+    /// verified once for all the leaves it issued, a leaf shared by several targets' MX
+    /// hosts once for all of them (`cert::SignatureMemo`).
+    pub(crate) signatures: crate::cert::SignatureMemo,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +127,7 @@ impl ProbeContext {
                 )
             }),
             policies: mta_sts::PolicyCache::new(cfg.interval.mul_f64(0.9)),
+            signatures: crate::cert::SignatureMemo::shared(),
         })
     }
 

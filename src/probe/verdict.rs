@@ -24,13 +24,13 @@ pub(super) fn observe(
     pkix_name: Option<&str>,
 ) -> AddressReport {
     let held = smtp.clone();
-    let served = ServedChain::new(chain_of(held.as_deref()));
+    let served = ServedChain::with_memo(chain_of(held.as_deref()), &ctx.signatures);
     observe_served(ctx, address, smtp, pkix_name, &served)
 }
 
 /// `observe`, then `judge`, from one parse of the served chain: the facts, PKIX and the
-/// DANE-TA paths share each certificate's parse and each signature check
-/// (docs/performance.md).
+/// DANE-TA paths share each certificate's parse, and every signature check goes through the
+/// context's memo (docs/performance.md).
 pub(super) fn observe_and_judge(
     ctx: &ProbeContext,
     plan: &mx::HostPlan,
@@ -40,7 +40,7 @@ pub(super) fn observe_and_judge(
     pkix_name: Option<&str>,
 ) -> AddressReport {
     let held = smtp.clone();
-    let served = ServedChain::new(chain_of(held.as_deref()));
+    let served = ServedChain::with_memo(chain_of(held.as_deref()), &ctx.signatures);
     let a = observe_served(ctx, address, smtp, pkix_name, &served);
     judge_served(plan, hd, a, &served)
 }
