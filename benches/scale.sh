@@ -30,7 +30,8 @@
 # Env:   BIN=path/to/mailtls_exporter  N=10000  HOSTS=min(4000,N)  ADDRS=2000  CONCURRENCY=64
 #        INTERVAL=5m  SCRAPES=9  ROUND_TIMEOUT=1800  PROMTOOL=1  PERF=0 (1: a flat
 #        `perf record` profile of the round, top entries in the output)  HEAPTRACK=0 (1: the
-#        daemon under heaptrack; after the round, the live heap by call site, then stop)  SCALE_NETNS
+#        daemon under heaptrack; after the round, the live heap by call site, then stop;
+#        scrapes: the same after six scrapes)  SCALE_NETNS
 #        SCALE_OUT (default: a new /tmp/mailtls-scale.XXXXXX; KEEP=1 keeps the bodies)
 set -euo pipefail
 
@@ -398,11 +399,17 @@ if [ -n "$PERF_PID" ]; then
     kill -INT "$PERF_PID"; wait "$PERF_PID" 2>/dev/null || true
 fi
 if [ -n "$HEAP_PID" ]; then
-    # What is allocated once the round is over: the daemon dies without freeing anything, so
-    # heaptrack's "leaked" is the live heap at this moment, by call site.
+    # What is allocated once the round is over (HEAPTRACK=scrapes: and after three plain and
+    # three gzip scrapes): the daemon dies without freeing anything, so heaptrack's "leaked"
+    # is the live heap at this moment, by call site; "peak" the sites at the high-water mark.
+    if [ "$HEAPTRACK" = scrapes ]; then
+        for enc in identity identity identity gzip gzip gzip; do
+            curl -s -o /dev/null --max-time 600 -H "Accept: $ACCEPT_PROM" -H "Accept-Encoding: $enc" "$URL/metrics"
+        done
+    fi
     kill -KILL "$DPID"; wait "$HEAP_PID" 2>/dev/null || true
-    heaptrack_print -f "$OUT"/heaptrack.*zst -p 0 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 ||
-        heaptrack_print -f "$OUT"/heaptrack.*gz -p 0 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 || true
+    heaptrack_print -f "$OUT"/heaptrack.*zst -p 1 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 ||
+        heaptrack_print -f "$OUT"/heaptrack.*gz -p 1 -a 0 -T 0 -l 1 -n 25 -s 3 >"$OUT/heaptrack.txt" 2>&1 || true
     say "round: $N targets in $ROUND_S s, RSS $(mib "$RSS") MiB under heaptrack; live heap by call site: $OUT/heaptrack.txt"
     grep -E '^(total|leaked|peak)' "$OUT/heaptrack.txt" >&2 || true
     exit 0

@@ -413,16 +413,18 @@ fn main() -> Result<()> {
     }
     let built = t.elapsed();
     let encoded_bytes: usize = entries.iter().map(|(_, e)| e.len()).sum();
+    let held_bytes: usize = entries.iter().map(|(_, e)| e.held()).sum();
     println!(
         "built and encoded {targets} reports ({leaves} distinct chains) in {:.2} s; VmRSS grew by {:.1} MiB",
         built.as_secs_f64(),
         (vm_rss_kib() - rss0) as f64 / 1024.0,
     );
     println!(
-        "encoded {targets} reports at probe time in {:.1} ms ({:.1} us per report, {:.2} KiB per report)",
+        "encoded {targets} reports at probe time in {:.1} ms ({:.1} us per report, {:.2} KiB of text per report, {:.2} KiB held deflated)",
         ms(enc),
         enc.as_secs_f64() * 1e6 / targets.max(1) as f64,
-        encoded_bytes as f64 / 1024.0 / targets.max(1) as f64
+        encoded_bytes as f64 / 1024.0 / targets.max(1) as f64,
+        held_bytes as f64 / 1024.0 / targets.max(1) as f64
     );
     if keep {
         time_status_page(&reports, now, iters);

@@ -220,10 +220,13 @@ impl GzipCache {
         crc.update(data);
         self.deflate.reset();
         let mut out = Vec::with_capacity(data.len() / 6 + 64);
-        let data = match deflate_sync(&mut self.deflate, data, &mut out) {
+        let mut data = match deflate_sync(&mut self.deflate, data, &mut out) {
             Ok(()) => out,
             Err(_) => stored_blocks(data),
         };
+        // Kept until the block changes: without the spare room reserved while compressing
+        // (several times the compressed size; 36 of 41 MB kept at 10,000 targets).
+        data.shrink_to_fit();
         Segment {
             data: Bytes::from(data),
             crc,
