@@ -11,8 +11,13 @@ use std::cell::RefCell;
 
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
+/// The deflate level of what is packed once per probe. With flate2's zlib-rs backend,
+/// level 1 is zlib-ng's "quick" strategy (static Huffman codes only): the cheapest per
+/// probe, ~25% larger than level 2 (docs/performance.md, "Scrape").
+const LEVEL: u32 = 1;
+
 thread_local! {
-    static COMPRESS: RefCell<Compress> = RefCell::new(Compress::new(Compression::fast(), false));
+    static COMPRESS: RefCell<Compress> = RefCell::new(Compress::new(Compression::new(LEVEL), false));
     static DECOMPRESS: RefCell<Decompress> = RefCell::new(Decompress::new(false));
 }
 

@@ -27,6 +27,10 @@ use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 use super::exposition::{shared_family, EncodedReport, Unpacked};
 
+/// Deflate level of the segments: zlib-rs level 2 (dynamic Huffman codes) sends 4.9 MiB for
+/// 10,000 scale targets where level 1 ("quick", static codes) sends 6.8 MiB; a segment is
+/// compressed only when its block changed, so the bytes on the wire win.
+const SEGMENT_LEVEL: u32 = 2;
 /// Targets per gzip block. Smaller blocks recompress less after a few probes but compress
 /// worse (less context) and make more segments.
 pub const BLOCK_TARGETS: u64 = 128;
@@ -61,7 +65,7 @@ impl Scrape {
 pub struct Chunks(Inner);
 
 enum Inner {
-    Plain(Inflating),
+    Plain(Box<Inflating>),
     Segments(std::vec::IntoIter<Bytes>),
 }
 
@@ -194,7 +198,7 @@ pub struct GzipStats {
 impl Default for GzipCache {
     fn default() -> Self {
         Self {
-            deflate: Compress::new(Compression::fast(), false),
+            deflate: Compress::new(Compression::new(SEGMENT_LEVEL), false),
             scratch: Vec::new(),
             headers: Vec::new(),
             blocks: HashMap::new(),
@@ -346,13 +350,13 @@ impl GzipCache {
         let scrape = Scrape {
             content_type,
             gzip: false,
-            chunks: Chunks(Inner::Plain(Inflating {
+            chunks: Chunks(Inner::Plain(Box::new(Inflating {
                 head: Some(Bytes::from(head)),
                 segments: families.into_iter(),
                 current: None,
                 inflate: Decompress::new(false),
                 tail,
-            })),
+            }))),
         };
         (scrape, stats)
     }
