@@ -492,7 +492,7 @@ kill "$DPID"; wait "$DPID" 2>/dev/null || true
             sym ~ /webpki/ { g["webpki (path building, names)"] += pct; next }
             sym ~ /rustls/ { g["rustls (other)"] += pct; next }
             sym ~ /hickory/ { g["hickory (DNS messages)"] += pct; next }
-            sym ~ /miniz_oxide|flate2/ { g["deflate"] += pct; next }
+            sym ~ /miniz_oxide|flate2|zlib_rs/ { g["deflate (zlib-rs)"] += pct; next }
             sym ~ /malloc|free|_int_|realloc|unlink_chunk|memset|memmove|memcpy/ { g["malloc/free/memset/memcpy"] += pct; next }
             sym ~ /\[kernel|\[k\]/ { g["kernel"] += pct; next }
             sym ~ /tokio|futures|mio/ { g["tokio/futures"] += pct; next }

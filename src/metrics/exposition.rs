@@ -1,7 +1,8 @@
 //! The exposition: each target's series encoded once when its probe completes
-//! ([`encode_report`], one text chunk per family), and a scrape that only concatenates the
-//! chunks of the latest reports, family by family ([`Exposition::render`]); content
-//! negotiation between OpenMetrics and the Prometheus text format 0.0.4.
+//! ([`encode_report`], one text chunk per family, kept deflated), and scrapes made from the
+//! latest reports family by family: streamed from kept gzip segments (`scrape`,
+//! [`Exposition::scrape`]) or in one buffer ([`Exposition::render`], tests and benchmarks);
+//! content negotiation between OpenMetrics and the Prometheus text format 0.0.4.
 //!
 //! Not here: which families exist (`families`), the exporter's own metrics (`own`).
 

@@ -4,10 +4,12 @@
 //! ([`families::encode_reports`]); the exporter's own metrics; content negotiation (OpenMetrics, or the
 //! Prometheus text format 0.0.4).
 //! Scale: a target's series are encoded once, when its probe completes ([`encode_report`]),
-//! into one text chunk per metric family; a scrape ([`Exposition::render`]) only concatenates
-//! the chunks of the latest reports, family by family. A scrape of 10,000 targets is then a
-//! memory copy rather than 780,000 label encodings, and series of a vanished host, address or
-//! record disappear with the report that carried them.
+//! into one text chunk per metric family, kept deflated; a scrape ([`Exposition::scrape`])
+//! sends the latest reports family by family from gzip segments kept per block of reports,
+//! compressing only the blocks that changed (plain: the same segments inflated). A scrape of
+//! 10,000 targets is then mostly a list of kept buffers rather than 680,000 label encodings,
+//! and series of a vanished host, address or record disappear with the report that carried
+//! them.
 //! Files: `exposition` (chunks, scrape, negotiation), `scrape` (the body streamed in chunks,
 //! gzip from deflate segments kept between scrapes), `families` (the report families), `own`
 //! (the exporter's own metrics), `shard` (this replica's shard), `rollover` (staged
