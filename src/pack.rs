@@ -36,7 +36,10 @@ pub(crate) fn deflate(data: &[u8]) -> Box<[u8]> {
             if out.len() == out.capacity() {
                 out.reserve(out.capacity().max(256));
             }
-            match c.compress_vec(input, &mut out, FlushCompress::Finish).ok()? {
+            match c
+                .compress_vec(input, &mut out, FlushCompress::Finish)
+                .ok()?
+            {
                 Status::StreamEnd => return Some(out),
                 Status::Ok | Status::BufError => {}
             }
@@ -65,7 +68,10 @@ pub(crate) fn inflate(packed: &[u8], expected: usize, max: usize) -> Option<Vec<
                 out.reserve_exact(more);
             }
             let before = (d.total_in(), d.total_out());
-            match d.decompress_vec(input, &mut out, FlushDecompress::None).ok()? {
+            match d
+                .decompress_vec(input, &mut out, FlushDecompress::None)
+                .ok()?
+            {
                 Status::StreamEnd => {
                     let produced = usize::try_from(d.total_out() - start_out).ok()?;
                     return (produced <= max).then_some(out);
@@ -116,10 +122,7 @@ mod tests {
         assert_eq!(inflate(&z2, 1, 16).as_deref(), Some(&b"x"[..]));
         assert_eq!(inflate(&deflate(b""), 0, 16).as_deref(), Some(&b""[..]));
         // A wrong expected length only costs reallocations.
-        assert_eq!(
-            inflate(&z, 3, 1 << 20).as_deref(),
-            Some(text.as_bytes())
-        );
+        assert_eq!(inflate(&z, 3, 1 << 20).as_deref(), Some(text.as_bytes()));
     }
 
     #[test]

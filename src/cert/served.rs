@@ -193,12 +193,16 @@ mod tests {
         assert!(first.pkix_verify(&roots, "mx1.example.test", now()).is_ok());
         assert_eq!(memo.computed(), 2);
         let second = ServedChain::with_memo(&b, &memo);
-        assert!(second.pkix_verify(&roots, "mx2.example.test", now()).is_ok());
+        assert!(second
+            .pkix_verify(&roots, "mx2.example.test", now())
+            .is_ok());
         assert_eq!(memo.computed(), 3, "only mx2's leaf signature is new");
         let again = ServedChain::with_memo(&a, &memo);
         assert!(again.pkix_verify(&roots, "mx1.example.test", now()).is_ok());
         // The name is checked on every call, never memoized.
-        assert!(again.pkix_verify(&roots, "mx2.example.test", now()).is_err());
+        assert!(again
+            .pkix_verify(&roots, "mx2.example.test", now())
+            .is_err());
         assert_eq!(memo.computed(), 3, "the same chain again: nothing checked");
         assert_eq!(memo.len(), 3);
 

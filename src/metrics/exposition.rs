@@ -24,7 +24,7 @@ pub(crate) const TEXT_CONTENT_TYPE: &str = "text/plain; version=0.0.4; charset=u
 
 /// One target's series, encoded when its probe completed: the sample lines of each metric
 /// family, in the order of [`encode_reports`], kept deflated (`pack`): a full DANE target's
-/// ~7 KiB of text packs into ~1 KiB, and 100,000 targets keep theirs between probes while
+/// 7–12 KiB of text packs into 1.2–1.6 KiB, and 100,000 targets keep theirs between probes while
 /// a scrape reads them only when their block of the gzip cache changed (`scrape`).
 /// The one family that several reports share (`authoritative::SERIAL_FAMILY`, a line or
 /// two) stays plain: every scrape reads it from every report.

@@ -240,7 +240,11 @@ impl GzipCache {
     /// The segments of the report families over `reports` (in serving order): each
     /// family's header, then its segment of every block (kept, or compressed now for the
     /// blocks whose reports changed), or for the shared family one segment made now.
-    fn refresh(&mut self, headers: &[String], reports: &[Arc<EncodedReport>]) -> (Vec<Segment>, GzipStats) {
+    fn refresh(
+        &mut self,
+        headers: &[String],
+        reports: &[Arc<EncodedReport>],
+    ) -> (Vec<Segment>, GzipStats) {
         if self.headers.len() != headers.len() {
             self.headers = headers.iter().map(|h| self.segment(h.as_bytes())).collect();
         }
@@ -489,13 +493,19 @@ mod tests {
         let mut it = inflating(segs);
         let pieces: Vec<Bytes> = std::iter::from_fn(|| it.next()).collect();
         assert!(pieces.len() >= 4, "{} pieces", pieces.len());
-        assert!(pieces.iter().all(|p| p.len() <= PIECE), "a piece over {PIECE}");
+        assert!(
+            pieces.iter().all(|p| p.len() <= PIECE),
+            "a piece over {PIECE}"
+        );
         let mut want = b"head\n".to_vec();
         for p in parts {
             want.extend_from_slice(p);
         }
         want.extend_from_slice(b"stored\n# EOF\n");
-        assert!(pieces.concat() == want, "the plain body differs from the parts");
+        assert!(
+            pieces.concat() == want,
+            "the plain body differs from the parts"
+        );
     }
 
     #[test]
@@ -507,7 +517,10 @@ mod tests {
             crc: crc32fast::Hasher::new(),
         };
         let mut it = inflating(vec![bad, good]);
-        let body: Vec<u8> = std::iter::from_fn(|| it.next()).take(100).flatten().collect();
+        let body: Vec<u8> = std::iter::from_fn(|| it.next())
+            .take(100)
+            .flatten()
+            .collect();
         assert!(body.starts_with(b"head\n") && body.ends_with(b"good\n# EOF\n"));
     }
 

@@ -214,14 +214,29 @@ fn original_ttl_comes_from_the_rrsig_when_visible() {
 fn an_owners_records_change_alone_whatever_names_sort_beside_it() {
     let mut s = FirstSeen::default();
     let mut changed = false;
-    let owners = ["_25._tcp.mx1.t", "_25._tcp.mx10.t", "_25._tcp.mx1.t.x", "_25._tcp.mx"];
+    let owners = [
+        "_25._tcp.mx1.t",
+        "_25._tcp.mx10.t",
+        "_25._tcp.mx1.t.x",
+        "_25._tcp.mx",
+    ];
     for o in owners {
-        s.observe(o, &dane_host(vec![rec(1)], Some(Dnssec::Secure)), 10.0, &mut changed);
+        s.observe(
+            o,
+            &dane_host(vec![rec(1)], Some(Dnssec::Secure)),
+            10.0,
+            &mut changed,
+        );
     }
     assert_eq!(s.records.len(), 4);
     changed = false;
     // mx1.t rolls over to rec(2): its rec(1) goes, every other owner keeps its record.
-    s.observe(owners[0], &dane_host(vec![rec(2)], Some(Dnssec::Secure)), 20.0, &mut changed);
+    s.observe(
+        owners[0],
+        &dane_host(vec![rec(2)], Some(Dnssec::Secure)),
+        20.0,
+        &mut changed,
+    );
     assert!(changed);
     let mut left: Vec<(&str, u8)> = s
         .records
@@ -229,11 +244,21 @@ fn an_owners_records_change_alone_whatever_names_sort_beside_it() {
         .map(|(o, r)| (o.as_str(), if r.ends_with("0202") { 2 } else { 1 }))
         .collect();
     left.sort_unstable();
-    let mut want = vec![(owners[0], 2), (owners[1], 1), (owners[2], 1), (owners[3], 1)];
+    let mut want = vec![
+        (owners[0], 2),
+        (owners[1], 1),
+        (owners[2], 1),
+        (owners[3], 1),
+    ];
     want.sort_unstable();
     assert_eq!(left, want);
     // An insecure RRset at one owner forgets that owner's records only.
-    s.observe(owners[1], &dane_host(vec![rec(1)], Some(Dnssec::Insecure)), 30.0, &mut changed);
+    s.observe(
+        owners[1],
+        &dane_host(vec![rec(1)], Some(Dnssec::Insecure)),
+        30.0,
+        &mut changed,
+    );
     assert_eq!(s.records.len(), 3);
     assert!(s.records.keys().all(|(o, _)| o != owners[1]));
 }
