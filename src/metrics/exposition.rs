@@ -50,17 +50,31 @@ static NEXT_SEQ: AtomicU64 = AtomicU64::new(0);
 const MAX_REPORT_TEXT: usize = 64 << 20;
 
 impl EncodedReport {
-    fn new(chunks: Vec<String>) -> Self {
+    /// From one report's encoding with descriptors: the sample lines of each family (a
+    /// family starts at its `# HELP` line), in one buffer, without copying them per family.
+    fn new(encoded: &str) -> Self {
         let shared_index = shared_index();
-        let mut text = String::with_capacity(chunks.iter().map(String::len).sum());
-        let mut ends = Vec::with_capacity(chunks.len());
+        let mut text = String::with_capacity(encoded.len());
+        let mut ends = Vec::with_capacity(headers().len());
         let mut shared = String::new();
-        for (i, c) in chunks.into_iter().enumerate() {
-            if Some(i) == shared_index {
-                shared = c;
-            } else {
-                text.push_str(&c);
+        let mut family: Option<usize> = None;
+        for line in encoded.split_inclusive('\n') {
+            if line.starts_with("# HELP ") {
+                if family.is_some() {
+                    ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
+                }
+                family = Some(family.map_or(0, |f| f + 1));
+            } else if line.starts_with('#') {
+                // TYPE, UNIT: part of the header (`headers`).
+            } else if let Some(f) = family {
+                if Some(f) == shared_index {
+                    shared.push_str(line);
+                } else {
+                    text.push_str(line);
+                }
             }
+        }
+        if family.is_some() {
             ends.push(u32::try_from(text.len()).unwrap_or(u32::MAX));
         }
         Self {
@@ -151,9 +165,7 @@ pub trait ReportSource: Send + Sync + std::fmt::Debug + 'static {
 
 /// Encodes every report metric of one report as a family-by-family chunk list.
 pub fn encode_report(report: &Arc<TargetReport>) -> EncodedReport {
-    let (headers, chunks) = split_families(&encode_with_descriptors(vec![report.clone()]));
-    let _ = HEADERS.get_or_init(|| headers);
-    EncodedReport::new(chunks)
+    EncodedReport::new(&encode_with_descriptors(vec![report.clone()]))
 }
 
 /// HELP and TYPE lines of each report family, in order; the same for every report.
