@@ -4,12 +4,15 @@
 //! compressor allocates and clears hundreds of KiB of state, more than compressing a
 //! report costs.
 //!
-//! Owns: [`deflate`], [`inflate`]. Not here: the gzip stream of a scrape (`metrics::scrape`,
+//! Owns: [`deflate`], [`inflate`], and the two pieces `metrics::scrape` shares with them:
+//! [`compress`] (all of an input, then a flush) and [`stored_blocks`]. Not here: the gzip stream of a scrape (`metrics::scrape`,
 //! which compresses blocks of many reports), what is packed and when.
 
 use std::cell::RefCell;
 
-use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
+use flate2::{
+    Compress, CompressError, Compression, Decompress, FlushCompress, FlushDecompress, Status,
+};
 
 /// The deflate level of what is packed once per probe. With flate2's zlib-rs backend,
 /// level 1 is zlib-ng's "quick" strategy (static Huffman codes only): the cheapest per
@@ -29,23 +32,41 @@ pub(crate) fn deflate(data: &[u8]) -> Box<[u8]> {
         let mut c = c.try_borrow_mut().ok()?;
         c.reset();
         let mut out = Vec::with_capacity(data.len() / 4 + 64);
-        let start = c.total_in();
-        loop {
-            let used = usize::try_from(c.total_in() - start).ok()?;
-            let input = data.get(used..)?;
-            if out.len() == out.capacity() {
-                out.reserve(out.capacity().max(256));
-            }
-            match c
-                .compress_vec(input, &mut out, FlushCompress::Finish)
-                .ok()?
-            {
-                Status::StreamEnd => return Some(out),
-                Status::Ok | Status::BufError => {}
-            }
-        }
+        compress(&mut c, data, &mut out, FlushCompress::Finish).ok()?;
+        Some(out)
     });
-    packed.unwrap_or_else(|| stored(data)).into_boxed_slice()
+    packed
+        .unwrap_or_else(|| stored_blocks(data, true))
+        .into_boxed_slice()
+}
+
+/// Compresses all of `input` into `out`, then `flush`: `Finish` ends the stream, `Sync`
+/// ends it at a byte boundary with an empty stored block so that more can follow (the gzip
+/// segments of `metrics::scrape`).
+pub(crate) fn compress(
+    c: &mut Compress,
+    mut input: &[u8],
+    out: &mut Vec<u8>,
+    flush: FlushCompress,
+) -> Result<(), CompressError> {
+    while !input.is_empty() {
+        out.reserve(input.len() / 4 + 4096);
+        let before = c.total_in();
+        c.compress_vec(input, out, FlushCompress::None)?;
+        let used = usize::try_from(c.total_in() - before).unwrap_or(input.len());
+        input = input.get(used..).unwrap_or_default();
+    }
+    // Done when the stream ended (`Finish`), or when the compressor left room in the output
+    // (any other flush: nothing is pending).
+    loop {
+        out.reserve(4096);
+        let status = c.compress_vec(&[], out, flush)?;
+        if status == Status::StreamEnd
+            || (flush != FlushCompress::Finish && out.len() < out.capacity())
+        {
+            return Ok(());
+        }
+    }
 }
 
 /// What [`deflate`] packed, inflated again: `None` for a buffer that does not inflate to a
@@ -86,16 +107,17 @@ pub(crate) fn inflate(packed: &[u8], expected: usize, max: usize) -> Option<Vec<
     })
 }
 
-/// `data` as stored deflate blocks (RFC 1951 §3.2.4), the last one final.
-fn stored(data: &[u8]) -> Vec<u8> {
+/// `data` as stored deflate blocks (RFC 1951 §3.2.4); with `last`, the last block is final
+/// (a complete stream), else more blocks may follow.
+pub(crate) fn stored_blocks(data: &[u8], last: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(data.len() + data.len() / 65_535 * 5 + 5);
     let mut chunks = data.chunks(65_535).peekable();
     if chunks.peek().is_none() {
-        out.extend_from_slice(&[1, 0, 0, 0xff, 0xff]);
+        out.extend_from_slice(&[u8::from(last), 0, 0, 0xff, 0xff]);
     }
     while let Some(c) = chunks.next() {
         let n = c.len() as u16;
-        out.push(u8::from(chunks.peek().is_none()));
+        out.push(u8::from(last && chunks.peek().is_none()));
         out.extend_from_slice(&n.to_le_bytes());
         out.extend_from_slice(&(!n).to_le_bytes());
         out.extend_from_slice(c);
@@ -129,10 +151,13 @@ mod tests {
     fn stored_blocks_inflate_like_compressed_ones() {
         let data: Vec<u8> = (0..150_000u32).map(|i| (i % 251) as u8).collect();
         assert_eq!(
-            inflate(&stored(&data), data.len(), 1 << 20).as_deref(),
+            inflate(&stored_blocks(&data, true), data.len(), 1 << 20).as_deref(),
             Some(&data[..])
         );
-        assert_eq!(inflate(&stored(b""), 0, 16).as_deref(), Some(&b""[..]));
+        assert_eq!(
+            inflate(&stored_blocks(b"", true), 0, 16).as_deref(),
+            Some(&b""[..])
+        );
     }
 
     #[test]

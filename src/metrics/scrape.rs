@@ -26,6 +26,7 @@ use bytes::Bytes;
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress};
 
 use super::exposition::{shared_family, EncodedReport, Unpacked};
+use crate::pack::{compress, stored_blocks};
 
 /// Deflate level of the segments: zlib-rs level 2 (dynamic Huffman codes) sends 4.9 MiB for
 /// 10,000 scale targets where level 1 ("quick", static codes) sends 6.8 MiB; a segment is
@@ -224,9 +225,9 @@ impl GzipCache {
         crc.update(data);
         self.deflate.reset();
         let mut out = Vec::with_capacity(data.len() / 6 + 64);
-        let mut data = match deflate_sync(&mut self.deflate, data, &mut out) {
+        let mut data = match compress(&mut self.deflate, data, &mut out, FlushCompress::Sync) {
             Ok(()) => out,
-            Err(_) => stored_blocks(data),
+            Err(_) => stored_blocks(data, false),
         };
         // Kept until the block changes: without the spare room reserved while compressing
         // (several times the compressed size; 36 of 41 MB kept at 10,000 targets).
@@ -378,46 +379,6 @@ fn shared_chunk(reports: &[Arc<EncodedReport>]) -> String {
     out
 }
 
-/// Compresses all of `input` into `out` and ends with a sync flush.
-fn deflate_sync(
-    c: &mut Compress,
-    mut input: &[u8],
-    out: &mut Vec<u8>,
-) -> Result<(), flate2::CompressError> {
-    while !input.is_empty() {
-        out.reserve(input.len() / 4 + 4096);
-        let before = c.total_in();
-        c.compress_vec(input, out, FlushCompress::None)?;
-        let used = usize::try_from(c.total_in() - before).unwrap_or(input.len());
-        input = input.get(used..).unwrap_or_default();
-    }
-    // The flush is complete when the compressor leaves room in the output.
-    loop {
-        out.reserve(4096);
-        c.compress_vec(&[], out, FlushCompress::Sync)?;
-        if out.len() < out.capacity() {
-            return Ok(());
-        }
-    }
-}
-
-/// `data` as non-final stored deflate blocks (RFC 1951 §3.2.4).
-fn stored_blocks(data: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(data.len() + data.len() / 65_535 * 5 + 5);
-    let mut chunks = data.chunks(65_535).peekable();
-    if chunks.peek().is_none() {
-        out.extend_from_slice(&[0, 0, 0, 0xff, 0xff]);
-    }
-    for c in chunks {
-        let n = c.len() as u16;
-        out.push(0);
-        out.extend_from_slice(&n.to_le_bytes());
-        out.extend_from_slice(&(!n).to_le_bytes());
-        out.extend_from_slice(c);
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -436,7 +397,7 @@ mod tests {
         let mut cache = GzipCache::default();
         let a = cache.segment(b"mailtls_a 1\n".repeat(100).as_slice());
         let b = Segment {
-            data: Bytes::from(stored_blocks(b"stored\n")),
+            data: Bytes::from(stored_blocks(b"stored\n", false)),
             crc: {
                 let mut h = crc32fast::Hasher::new();
                 h.update(b"stored\n");
@@ -487,7 +448,7 @@ mod tests {
         let parts: [&[u8]; 4] = [b"first\n", &big, b"", b"last\n"];
         let mut segs: Vec<Segment> = parts.iter().map(|p| cache.segment(p)).collect();
         segs.push(Segment {
-            data: Bytes::from(stored_blocks(b"stored\n")),
+            data: Bytes::from(stored_blocks(b"stored\n", false)),
             crc: crc32fast::Hasher::new(),
         });
         let mut it = inflating(segs);
